@@ -1,0 +1,1 @@
+"""Energy meters, per-request attribution, carbon (SCI) and the energy ledger."""

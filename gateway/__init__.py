@@ -1,0 +1,1 @@
+"""HTTP and Ray Serve wiring: the only room that imports ray.serve."""

@@ -1,0 +1,84 @@
+"""Admin API: the model registry over HTTP, model load/unload and (later) routing control."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import tempfile
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+from urllib.parse import parse_qs
+
+from gateway.host import ModelHost
+from models.card import check_name, check_variant
+from models.registry import ModelRegistry
+from wattgate.errors import BadRequest
+
+_SEG = r"([^/]+)"
+
+
+def _json(status: int, doc: Any):
+    return status, {"content-type": "application/json"}, json.dumps(doc, separators=(",", ":"), default=str).encode()
+
+
+class AdminApi:
+    def __init__(
+        self,
+        registry: ModelRegistry,
+        host: ModelHost,
+        broadcast: Callable[[str, str], Awaitable[None]] | None = None,
+        extra_routes: list | None = None,
+    ) -> None:
+        self.registry = registry
+        self.host = host
+        # Tells the other replicas to load/unload too; None on a single-process gateway.
+        self._broadcast = broadcast
+        self._extra = extra_routes or []
+
+    def routes(self):
+        import re
+
+        return [
+            ("GET", re.compile(r"/v2/admin/models"), self._list),
+            ("GET", re.compile(rf"/v2/admin/models/{_SEG}(?:/versions/{_SEG})?"), self._show),
+            ("POST", re.compile(rf"/v2/admin/models/{_SEG}/versions/{_SEG}"), self._register),
+            ("POST", re.compile(rf"/v2/admin/models/{_SEG}/versions/{_SEG}/(promote|retire)"), self._stage),
+            *self._extra,
+        ]
+
+    async def load_or_unload(self, name: str, action: str) -> None:
+        check_name(name)
+        loop = asyncio.get_running_loop()
+        if action == "load":
+            await loop.run_in_executor(None, self.host.load, name)
+        else:
+            self.host.unload(name)
+        if self._broadcast is not None:
+            await self._broadcast(name, action)
+
+    async def _list(self, **_):
+        return _json(200, {"models": [c.model_dump(mode="json", exclude={"history"}) for c in self.registry.list_models()]})
+
+    async def _show(self, name, version, **_):
+        return _json(200, self.registry.show(name, version).model_dump(mode="json"))
+
+    async def _register(self, name, version, query="", body=b"", **_):
+        """Body: the ONNX file; query: variant (default fp32), owner, description."""
+        params = {k: v[-1] for k, v in parse_qs(query or "").items()}
+        variant = check_variant(params.get("variant", "fp32"))
+        if not body:
+            raise BadRequest("send the ONNX model as the request body")
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / f"{variant}.onnx"
+            path.write_bytes(body)
+            card = await asyncio.get_running_loop().run_in_executor(
+                None,
+                lambda: self.registry.register(
+                    name, version, {variant: path}, owner=params.get("owner", "unknown"), description=params.get("description", "")
+                ),
+            )
+        return _json(201, card.model_dump(mode="json"))
+
+    async def _stage(self, name, version, action, **_):
+        card = self.registry.promote(name, version) if action == "promote" else self.registry.retire(name, version)
+        return _json(200, card.model_dump(mode="json", exclude={"history"}))

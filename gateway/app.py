@@ -1,0 +1,105 @@
+"""The Ray Serve application: one ingress deployment that parses, routes, batches and runs locally.
+
+Hot path: HAProxy -> ingress replica (HTTP parse, cache, route, ``@serve.batch`` queue, ONNX Runtime)
+-> response. A request hops to another process only when the chosen pool lives elsewhere (another
+node, region or hardware class); see README "Architecture".
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from ray import serve
+from starlette.requests import Request
+from starlette.responses import Response
+
+from wattgate.errors import PayloadTooLarge
+from wattgate.settings import Settings
+
+log = logging.getLogger("wattgate.app")
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"request body of {declared} bytes exceeds the {limit}-byte limit")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"request body exceeds the {limit}-byte limit")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+@serve.deployment
+class Gateway:
+    def __init__(self, settings: dict[str, Any]) -> None:
+        from gateway.wiring import build_gateway
+
+        logging.basicConfig(level=logging.INFO)
+        self.settings = Settings.model_validate(settings)
+        self.parts = build_gateway(self.settings)
+        self.api = self.parts.api
+
+    async def __call__(self, request: Request) -> Response:
+        from gateway.http import error_response
+
+        try:
+            body = await _read_body(request, self.settings.server.max_request_bytes)
+        except PayloadTooLarge as exc:
+            status, headers, out = error_response(exc)
+            return Response(out, status_code=status, headers=headers)
+        status, headers, out = await self.api.handle(
+            request.method,
+            request.url.path,
+            dict(request.headers),
+            body,
+            request.client.host if request.client else None,
+            request.url.query,
+        )
+        return Response(out, status_code=status, headers=headers)
+
+    def check_health(self) -> None:
+        # Serve restarts a replica whose check raises; a replica with no model loaded is still live.
+        return None
+
+    async def __del__(self):
+        close = getattr(getattr(self, "parts", None), "close", None)
+        if close:
+            close()
+
+
+def absolute_paths(settings: Settings) -> Settings:
+    """Replicas do not share the driver's working directory: hand them absolute paths."""
+    server = settings.server.model_copy(update={"state_dir": settings.server.state_dir.resolve()})
+    models = settings.models.model_copy(update={"repository": settings.models.repository.resolve()})
+    return settings.model_copy(update={"server": server, "models": models})
+
+
+def build_app(settings: Settings) -> serve.Application:
+    settings = absolute_paths(settings)
+    s = settings.server
+    return Gateway.options(
+        name="Gateway",
+        num_replicas=s.ingress_replicas,
+        max_ongoing_requests=s.max_ongoing_requests,
+        ray_actor_options={"num_cpus": s.ingress_num_cpus},
+    ).bind(settings.model_dump(mode="json", exclude={"server": {"admin_api_key"}}) | _secret(settings))
+
+
+def _secret(settings: Settings) -> dict:
+    key = settings.server.admin_api_key
+    if key is None:
+        return {}
+    server = settings.server.model_dump(mode="json")
+    server["admin_api_key"] = key.get_secret_value()
+    return {"server": server}
+
+
+def app_builder(args: dict[str, Any]) -> serve.Application:
+    """Entry point for Ray Serve's config-file workflow (``serve run`` / ``serve deploy``)."""
+    from wattgate.settings import load_settings
+
+    return build_app(load_settings(args.get("config")))

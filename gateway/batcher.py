@@ -1,0 +1,106 @@
+"""Dynamic batching of one model variant on a replica with Ray Serve's ``@serve.batch``.
+
+Requests' rows are merged into one runtime call and split back; the batch queue counts rows (not
+requests) so ``max_batch_size`` bounds what the runtime sees. Each batch is charged its energy by
+the replica's attributor right after it runs, so every response leaves with final figures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import numpy as np
+from ray import serve
+
+from models.batching import merge_rows, split_rows
+from models.runtime import Runtime
+from wattgate.errors import WattgateError
+
+
+@dataclass
+class WorkItem:
+    inputs: dict[str, np.ndarray]
+    rows: int
+    work_units: float  # rows, or tokens for text: the share of the batch's energy this item pays
+
+
+@dataclass
+class WorkResult:
+    outputs: dict[str, np.ndarray]
+    energy: Any  # energy.attribution.RequestEnergy
+    batch_rows: int
+    batch_requests: int
+
+
+def _rows(items: Sequence[WorkItem]) -> int:
+    return sum(i.rows for i in items)
+
+
+class VariantBatcher:
+    """One batch queue per served variant (per length bucket for text)."""
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        charge: Callable[[Sequence[float]], list[Any]],
+        max_batch_size: int,
+        batch_wait_timeout_s: float,
+        in_thread: bool,
+        merge: Callable = merge_rows,
+    ) -> None:
+        self.runtime = runtime
+        self._charge = charge
+        self._merge = merge
+        self.calls = 0  # runtime invocations (Triton's execution_count)
+        self.rows_seen = 0  # rows inferred (Triton's inference_count)
+        self.batch_sizes: dict[int, int] = {}  # batch size in rows -> how many batches
+        # A dedicated thread keeps long runs (text encoders) off the event loop; tiny models run
+        # inline because a thread hop costs more than their inference.
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wattgate-run") if in_thread else None
+        self.run_batch.set_max_batch_size(max_batch_size)
+        self.run_batch.set_batch_wait_timeout_s(batch_wait_timeout_s)
+
+    async def infer(self, item: WorkItem) -> WorkResult:
+        result = await self.run_batch(item)
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.002, batch_size_fn=_rows)
+    async def run_batch(self, items: list[WorkItem]) -> list[WorkResult | BaseException]:
+        try:
+            return await self._run(items)
+        except WattgateError:
+            if len(items) == 1:
+                raise
+        # One bad request must not fail its batch-mates: retry them one by one.
+        results: list[WorkResult | BaseException] = []
+        for item in items:
+            try:
+                results.extend(await self._run([item]))
+            except WattgateError as exc:
+                results.append(exc)
+        return results
+
+    async def _run(self, items: list[WorkItem]) -> list[WorkResult]:
+        merged, rows = self._merge([i.inputs for i in items])
+        if self._executor is None:
+            outputs = self.runtime.run(merged)
+        else:
+            outputs = await asyncio.get_running_loop().run_in_executor(self._executor, self.runtime.run, merged)
+        energies = self._charge([i.work_units for i in items])
+        self.calls += 1
+        total = sum(rows)
+        self.rows_seen += total
+        self.batch_sizes[total] = self.batch_sizes.get(total, 0) + 1
+        return [
+            WorkResult(outputs=o, energy=e, batch_rows=total, batch_requests=len(items))
+            for o, e in zip(split_rows(outputs, rows), energies)
+        ]
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=False)

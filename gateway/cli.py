@@ -1,0 +1,88 @@
+"""``wattgate serve``: run the gateway on Ray Serve in the foreground until Ctrl-C or SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import threading
+from pathlib import Path
+
+log = logging.getLogger("wattgate.serve")
+
+
+def register(sub) -> None:
+    p = sub.add_parser("serve", help="run the gateway in the foreground")
+    p.add_argument("--config", type=Path, help="YAML settings file")
+    p.add_argument("--host", help="listen address (default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="listen port (default 8000)")
+    p.add_argument("--build-missing", action="store_true", help="build the bundled digits model if it is missing")
+
+
+def proxy_env(proxy: str) -> dict[str, str]:
+    """Environment Ray Serve reads at start-up to pick its ingress path."""
+    if proxy == "haproxy":
+        return {"RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"}
+    return {}
+
+
+def run(args: argparse.Namespace) -> int:
+    from wattgate.settings import load_settings
+
+    overrides: dict = {}
+    settings = load_settings(args.config)
+    if args.host or args.port:
+        server = settings.server.model_copy(update={k: v for k, v in (("host", args.host), ("port", args.port)) if v})
+        settings = settings.model_copy(update={"server": server})
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.build_missing:
+        from models.digits import build
+
+        build(settings.models.repository)
+    serve_forever(settings)
+    return 0
+
+
+def serve_forever(settings) -> None:
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    start(settings)
+    log.info("wattgate listening on http://%s:%d (proxy: %s)", settings.server.host, settings.server.port, settings.server.proxy)
+    try:
+        stop.wait()
+    finally:
+        shutdown()
+
+
+def start(settings, ray_address: str | None = None) -> None:
+    """Start Ray (local unless an address is given), Serve's ingress and the wattgate app."""
+    os.environ.update(proxy_env(settings.server.proxy))
+    import ray
+    from ray import serve
+
+    from gateway.app import build_app
+
+    settings.server.state_dir.mkdir(parents=True, exist_ok=True)
+    # Replicas import our packages from the working tree; the paths must be absolute.
+    root = str(Path(__file__).resolve().parent.parent)
+    ray.init(
+        address=ray_address,
+        include_dashboard=False,
+        logging_level=logging.WARNING,
+        runtime_env={"env_vars": {"PYTHONPATH": root}},
+        ignore_reinit_error=True,
+    )
+    serve.start(http_options={"host": settings.server.host, "port": settings.server.port})
+    serve.run(build_app(settings), name=settings.server.app_name, route_prefix="/", blocking=False)
+
+
+def shutdown() -> None:
+    import ray
+    from ray import serve
+
+    try:
+        serve.shutdown()
+    finally:
+        ray.shutdown()

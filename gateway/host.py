@@ -1,0 +1,147 @@
+"""The models a replica has loaded: cards, runtimes and batch queues, with Triton-style load/unload."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Callable
+
+from models.card import ModelCard
+from models.registry import ModelRegistry
+from models.runtime import OnnxRuntime, RuntimeOptions
+from wattgate.errors import ModelNotFound, Unavailable, WattgateError
+from wattgate.settings import ModelsSettings
+
+log = logging.getLogger("wattgate.host")
+
+# Models whose file is bigger than this run in a worker thread, not on the event loop.
+_INLINE_MAX_BYTES = 4 * 1024 * 1024
+
+
+@dataclass
+class LoadedVersion:
+    card: ModelCard
+    batchers: dict[str, object]  # variant -> VariantBatcher
+    preprocessors: dict[str, object] = field(default_factory=dict)
+
+
+@dataclass
+class ModelState:
+    name: str
+    state: str  # "READY" | "UNAVAILABLE"
+    reason: str = ""
+    versions: dict[str, LoadedVersion] = field(default_factory=dict)
+
+
+class ModelHost:
+    def __init__(
+        self,
+        registry: ModelRegistry,
+        settings: ModelsSettings,
+        make_batcher: Callable[..., object],
+        hardware: str = "x86",
+    ) -> None:
+        self.registry = registry
+        self.settings = settings
+        self.hardware = hardware
+        self._make_batcher = make_batcher
+        self.models: dict[str, ModelState] = {}
+
+    # -- load / unload -----------------------------------------------------------------------
+    def load_startup(self) -> None:
+        names = self.settings.load if self.settings.load is not None else self.registry.names()
+        for name in names:
+            if self.settings.serving(name).enabled:
+                try:
+                    self.load(name)
+                except WattgateError as exc:
+                    log.error("could not load %s: %s", name, exc)
+
+    def load(self, name: str) -> ModelState:
+        cards = [c for c in self.registry.versions(name) if c.stage != "retired"]
+        if not cards:
+            raise ModelNotFound(f"model {name!r} has no live version to load")
+        serving = self.settings.serving(name)
+        old = self.models.get(name)
+        versions = {}
+        try:
+            for card in cards:
+                versions[card.version] = self._load_version(card, serving)
+        except WattgateError as exc:
+            self.models[name] = ModelState(name, "UNAVAILABLE", str(exc), old.versions if old else {})
+            raise
+        self.models[name] = ModelState(name, "READY", "", versions)
+        if old:
+            self._close(old)
+        log.info("loaded %s versions %s", name, sorted(versions))
+        return self.models[name]
+
+    def _load_version(self, card: ModelCard, serving) -> LoadedVersion:
+        batchers, pre = {}, {}
+        wanted = serving.variants or list(card.variants)
+        for variant in wanted:
+            _, vcard = card.variant(variant)
+            path = self.registry.variant_path(card, variant)
+            runtime = OnnxRuntime(
+                path,
+                RuntimeOptions(self.hardware, serving.intra_op_threads, serving.inter_op_threads),
+            )
+            batchers[variant] = self._make_batcher(
+                runtime=runtime,
+                max_batch_size=serving.max_batch_size,
+                batch_wait_timeout_s=serving.batch_wait_timeout_s,
+                in_thread=vcard.size_bytes > _INLINE_MAX_BYTES or card.preprocess is not None,
+            )
+            if card.preprocess is not None:
+                from models.text import TextPreprocessor
+
+                pre[variant] = TextPreprocessor(
+                    self.registry.support_path(card, card.preprocess.tokenizer_file),
+                    card.preprocess.max_length,
+                    [i.name for i in vcard.inputs],
+                )
+        return LoadedVersion(card, batchers, pre)
+
+    def unload(self, name: str) -> None:
+        state = self.models.get(name)
+        if state is None:
+            self.registry.versions(name)  # 404 for a model the registry does not know
+            return
+        self.models[name] = ModelState(name, "UNAVAILABLE", "unloaded")
+        self._close(state)
+
+    @staticmethod
+    def _close(state: ModelState) -> None:
+        for v in state.versions.values():
+            for b in v.batchers.values():
+                close = getattr(b, "close", None)
+                if close:
+                    close()
+
+    # -- lookup ------------------------------------------------------------------------------
+    def resolve(self, name: str, version: str | None) -> LoadedVersion:
+        state = self.models.get(name)
+        if state is None or state.state != "READY":
+            if state is None:
+                self.registry.versions(name)  # raises 404 for unknown names
+            raise Unavailable(f"model {name!r} is not loaded; POST /v2/repository/models/{name}/load")
+        if version is None:
+            live = sorted((v.card for v in state.versions.values()), key=ModelCard.version_key)
+            prod = [c for c in live if c.stage == "production"]
+            version = (prod or live)[-1].version
+        try:
+            return state.versions[version]
+        except KeyError:
+            raise ModelNotFound(f"model {name!r} has no loaded version {version!r}") from None
+
+    def index(self) -> list[dict]:
+        out = []
+        for name in self.registry.names():
+            state = self.models.get(name)
+            for card in self.registry.versions(name):
+                loaded = state is not None and state.state == "READY" and card.version in state.versions
+                reason = "" if loaded else (state.reason if state else "not loaded")
+                if card.stage == "retired":
+                    reason = "retired"
+                out.append({"name": name, "version": card.version, "state": "READY" if loaded else "UNAVAILABLE", "reason": reason})
+        return out

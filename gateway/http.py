@@ -1,0 +1,144 @@
+"""HTTP routing for the Open Inference Protocol and the admin API; the only layer that knows statuses.
+
+``HttpApi.handle`` takes plain method/path/headers/body and returns status, headers and body, so the
+same code serves behind Ray Serve (``gateway/app.py``) and behind a bare ASGI server in tests.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import json
+import logging
+import re
+from typing import Any, Awaitable, Callable
+
+from gateway.admin import AdminApi
+from gateway.dataplane import DataPlane
+from wattgate.errors import Forbidden, NotFound, Unauthorized, Unavailable, WattgateError
+
+log = logging.getLogger("wattgate.http")
+
+Response = tuple[int, dict[str, str], bytes]
+_SEG = r"([^/]+)"
+_MODEL = rf"/v2/models/{_SEG}(?:/versions/{_SEG})?"
+
+
+def _json(status: int, doc: Any) -> Response:
+    return status, {"content-type": "application/json"}, json.dumps(doc, separators=(",", ":")).encode()
+
+
+def error_response(exc: WattgateError) -> Response:
+    return _json(exc.status_code, exc.to_dict())
+
+
+def is_loopback(host: str | None) -> bool:
+    if not host:
+        return False
+    try:
+        return ipaddress.ip_address(host.split("%")[0]).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+class HttpApi:
+    def __init__(self, dataplane: DataPlane, admin: AdminApi, metrics_text: Callable[[], Awaitable[str]]) -> None:
+        self.dp = dataplane
+        self.admin = admin
+        self._metrics_text = metrics_text
+        server = dataplane.settings.server
+        self._admin_key = server.admin_api_key.get_secret_value().encode() if server.admin_api_key else None
+        self._bound_to_loopback = is_loopback(server.host)
+        self._routes: list[tuple[str, re.Pattern, Callable, bool]] = [
+            ("GET", re.compile(r"/v2/?"), self._server_meta, False),
+            ("GET", re.compile(r"/v2/health/live"), self._live, False),
+            ("GET", re.compile(r"/v2/health/ready"), self._ready, False),
+            ("GET", re.compile(r"/v2/models"), self._list_models, False),
+            ("GET", re.compile(_MODEL), self._model_meta, False),
+            ("GET", re.compile(_MODEL + "/ready"), self._model_ready, False),
+            ("GET", re.compile(_MODEL + "/config"), self._model_config, False),
+            ("GET", re.compile(_MODEL + "/stats"), self._model_stats, False),
+            ("POST", re.compile(_MODEL + "/infer"), self._infer, False),
+            ("GET", re.compile(r"/metrics"), self._metrics, False),
+            ("POST", re.compile(r"/v2/repository/index"), self._repo_index, True),
+            ("POST", re.compile(rf"/v2/repository/models/{_SEG}/(load|unload)"), self._repo_load, True),
+            *[(m, p, h, True) for m, p, h in admin.routes()],
+        ]
+
+    async def handle(
+        self, method: str, path: str, headers: dict[str, str], body: bytes, client_host: str | None, query: str = ""
+    ) -> Response:
+        try:
+            for m, pattern, handler, needs_admin in self._routes:
+                match = pattern.fullmatch(path)
+                if match is None or m != method:
+                    continue
+                if needs_admin:
+                    self._authorize(headers, client_host)
+                return await handler(*match.groups(), headers=headers, body=body, query=query)
+            if any(p.fullmatch(path) for _, p, _, _ in self._routes):
+                return _json(405, {"error": f"method {method} not allowed on {path}"})
+            raise NotFound(f"no route for {method} {path}")
+        except WattgateError as exc:
+            return error_response(exc)
+        except Exception:  # a bug must cost one request, never the server
+            log.exception("unhandled error on %s %s", method, path)
+            return _json(500, {"error": "internal error; see the gateway log"})
+
+    def _authorize(self, headers: dict[str, str], client_host: str | None) -> None:
+        if self._admin_key is not None:
+            auth = headers.get("authorization", "")
+            token = auth[7:].encode() if auth[:7].lower() == "bearer " else b""
+            if not hmac.compare_digest(token, self._admin_key):
+                raise Unauthorized("admin endpoint: send 'Authorization: Bearer <admin API key>'")
+            return
+        # No key: only loopback callers, and only when the gateway itself listens on loopback (behind
+        # HAProxy every peer looks local, so a non-loopback bind cannot tell callers apart).
+        if not (self._bound_to_loopback and is_loopback(client_host)):
+            raise Forbidden("admin endpoints need an admin API key (server.admin_api_key) unless called on loopback")
+
+    # -- handlers ----------------------------------------------------------------------------
+    async def _server_meta(self, **_):
+        return _json(200, self.dp.server_metadata())
+
+    async def _live(self, **_):
+        return _json(200, {"live": True})
+
+    async def _ready(self, **_):
+        if not self.dp.ready():
+            raise Unavailable("no model is ready")
+        return _json(200, {"ready": True})
+
+    async def _list_models(self, **_):
+        return _json(200, {"models": self.dp.list_models()})
+
+    async def _model_meta(self, name, version, **_):
+        return _json(200, self.dp.model_metadata(name, version))
+
+    async def _model_ready(self, name, version, **_):
+        self.dp.model_ready(name, version)
+        return _json(200, {"name": name, "ready": True})
+
+    async def _model_config(self, name, version, **_):
+        card = self.dp.host.resolve(name, version).card
+        serving = self.dp.host.settings.serving(name)
+        return _json(200, {"name": card.name, "platform": "onnxruntime_onnx", "max_batch_size": serving.max_batch_size,
+                           "dynamic_batching": {"max_queue_delay_microseconds": int(serving.batch_wait_timeout_s * 1e6)},
+                           "input": [t.model_dump() for t in card.inputs], "output": [t.model_dump() for t in card.outputs]})
+
+    async def _model_stats(self, name, version, **_):
+        return _json(200, self.dp.model_stats(name, version))
+
+    async def _infer(self, name, version, headers, body, **_):
+        out, out_headers = await self.dp.infer(name, version, body, headers)
+        return 200, out_headers, out
+
+    async def _metrics(self, **_):
+        return 200, {"content-type": "text/plain; version=0.0.4"}, (await self._metrics_text()).encode()
+
+    async def _repo_index(self, **_):
+        return _json(200, self.dp.host.index())
+
+    async def _repo_load(self, name, action, **_):
+        await self.admin.load_or_unload(name, action)
+        return _json(200, {"name": name, "action": action, "state": self.dp.host.models[name].state})

@@ -1,0 +1,1 @@
+"""Locust scenarios, the headless load-test runner and the peer benchmarks."""

@@ -1,0 +1,1 @@
+"""Distil, quantize, prune and profile models into registered variants."""

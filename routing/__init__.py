@@ -1,0 +1,1 @@
+"""Green routing: grid-intensity providers, topology, policies and the simulator."""

@@ -1,0 +1,1 @@
+"""Grid carbon-intensity providers: live APIs, replayed traces and static tables."""

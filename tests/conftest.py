@@ -1,0 +1,76 @@
+"""Shared fixtures: a real Ray Serve (HAProxy ingress) for the whole session, and built models."""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def digits_repository(tmp_path_factory) -> Path:
+    from models.digits import build
+
+    repo = tmp_path_factory.mktemp("model_repository")
+    build(repo)
+    return repo
+
+
+@pytest.fixture(scope="session")
+def ray_serve():
+    """One local Ray + Serve for every integration test; yields the HTTP port."""
+    from gateway.cli import proxy_env
+
+    os.environ.update(proxy_env("haproxy"))
+    import ray
+    from ray import serve
+
+    port = free_port()
+    ray.init(
+        num_cpus=8,  # logical CPUs: replicas ask for fractions, the machine has 2 cores
+        include_dashboard=False,
+        runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}},
+        logging_level="WARNING",
+    )
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    yield port
+    serve.shutdown()
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def deploy(ray_serve):
+    """deploy(settings) -> base URL: (re)deploys the wattgate app with these settings."""
+    import httpx
+    from ray import serve
+
+    from gateway.app import build_app
+
+    def _deploy(settings, name: str = "wattgate"):
+        serve.run(build_app(settings), name=name, route_prefix="/", blocking=False)
+        url = f"http://127.0.0.1:{ray_serve}"
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            try:
+                if httpx.get(f"{url}/v2/health/ready", timeout=2).status_code == 200:
+                    return url
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.3)
+        raise RuntimeError("gateway did not become ready")
+
+    return _deploy

@@ -1,0 +1,120 @@
+"""Typed settings, read once from a YAML file plus ``WATTGATE_`` environment variables, then passed down.
+
+Environment variables override the YAML file; a section and its field are joined by one
+underscore (``WATTGATE_CACHE_URL`` sets ``cache.url``, ``WATTGATE_SERVER_PORT`` sets ``server.port``).
+No other module reads the environment.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from wattgate.errors import BadRequest
+
+
+class ServerSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    # HAProxy + direct ingress measured ~17x the default Python proxy here (see README).
+    proxy: Literal["haproxy", "default"] = "haproxy"
+    ingress_replicas: int = Field(1, ge=1, le=64)
+    ingress_num_cpus: float = Field(0.5, gt=0, le=64)
+    max_ongoing_requests: int = Field(256, ge=1)
+    max_request_bytes: int = Field(16 * 1024 * 1024, ge=1024)
+    # With no key, admin endpoints answer only to loopback clients.
+    admin_api_key: SecretStr | None = None
+    app_name: str = "wattgate"
+    state_dir: Path = Path("var")
+
+
+class ModelServing(BaseModel):
+    """How one model's variants are batched and executed on a replica."""
+
+    max_batch_size: int = Field(32, ge=1, le=4096)
+    batch_wait_timeout_s: float = Field(0.002, ge=0, le=1)
+    intra_op_threads: int = Field(1, ge=1, le=256)
+    inter_op_threads: int = Field(1, ge=1, le=256)
+    enabled: bool = True
+    # Restrict which variants load; None loads all.
+    variants: list[str] | None = None
+
+
+class ModelsSettings(BaseModel):
+    repository: Path = Path("model_repository")
+    defaults: ModelServing = ModelServing()
+    per_model: dict[str, ModelServing] = Field(default_factory=dict)
+    # Load every live model at startup (Triton's default); otherwise only ``load`` these.
+    load: list[str] | None = None
+
+    def serving(self, name: str) -> ModelServing:
+        override = self.per_model.get(name)
+        if override is None:
+            return self.defaults
+        merged = self.defaults.model_dump()
+        merged.update(override.model_dump(exclude_unset=True))
+        return ModelServing(**merged)
+
+
+_YAML_FILE: list[Path | None] = [None]
+
+
+class _YamlSource(PydanticBaseSettingsSource):
+    def get_field_value(self, field, field_name):  # pragma: no cover - unused by __call__
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        path = _YAML_FILE[0]
+        if path is None:
+            return {}
+        try:
+            data = yaml.safe_load(Path(path).read_text()) or {}
+        except FileNotFoundError:
+            raise BadRequest(f"config file {path} does not exist") from None
+        except yaml.YAMLError as exc:
+            raise BadRequest(f"config file {path} is not valid YAML: {exc}") from exc
+        if not isinstance(data, dict):
+            raise BadRequest(f"config file {path} must hold a mapping at the top level")
+        return data
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="WATTGATE_",
+        env_nested_delimiter="_",
+        env_nested_max_split=1,
+        extra="forbid",
+    )
+
+    server: ServerSettings = ServerSettings()
+    models: ModelsSettings = ModelsSettings()
+    # Filled by the rooms that own them; typed there, composed here.
+    cache: dict[str, Any] = Field(default_factory=dict)
+    energy: dict[str, Any] = Field(default_factory=dict)
+    routing: dict[str, Any] = Field(default_factory=dict)
+    intensity: dict[str, Any] = Field(default_factory=dict)
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings):
+        return (init_settings, env_settings, _YamlSource(settings_cls))
+
+    @field_validator("cache", "energy", "routing", "intensity", mode="before")
+    @classmethod
+    def _none_is_empty(cls, v):
+        return {} if v is None else v
+
+
+def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Settings:
+    """Read the YAML file (if any) under the environment; raise BadRequest with readable messages."""
+    _YAML_FILE[0] = Path(config_file) if config_file else None
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        lines = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
+        raise BadRequest("invalid settings: " + "; ".join(lines)) from None
+    finally:
+        _YAML_FILE[0] = None
