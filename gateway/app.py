@@ -35,16 +35,21 @@ async def _read_body(request: Request, limit: int) -> bytes:
 
 @serve.deployment
 class Gateway:
-    def __init__(self, settings: dict[str, Any]) -> None:
+    def __init__(self, settings: Settings) -> None:
         from gateway.wiring import build_gateway
 
         logging.basicConfig(level=logging.INFO)
-        self.settings = Settings.model_validate(settings)
+        self.settings = settings
         self.parts = build_gateway(self.settings)
         self.api = self.parts.api
+        self._background_started = False
 
     async def __call__(self, request: Request) -> Response:
         from gateway.http import error_response
+
+        if not self._background_started:  # needs the serving event loop, which __init__ may not run on
+            self._background_started = True
+            self.parts.start_background()
 
         try:
             body = await _read_body(request, self.settings.server.max_request_bytes)
@@ -53,7 +58,7 @@ class Gateway:
             return Response(out, status_code=status, headers=headers)
         status, headers, out = await self.api.handle(
             request.method,
-            request.url.path,
+            request.scope.get("raw_path", b"").decode("latin-1") or request.url.path,
             dict(request.headers),
             body,
             request.client.host if request.client else None,
@@ -86,16 +91,7 @@ def build_app(settings: Settings) -> serve.Application:
         num_replicas=s.ingress_replicas,
         max_ongoing_requests=s.max_ongoing_requests,
         ray_actor_options={"num_cpus": s.ingress_num_cpus},
-    ).bind(settings.model_dump(mode="json", exclude={"server": {"admin_api_key"}}) | _secret(settings))
-
-
-def _secret(settings: Settings) -> dict:
-    key = settings.server.admin_api_key
-    if key is None:
-        return {}
-    server = settings.server.model_dump(mode="json")
-    server["admin_api_key"] = key.get_secret_value()
-    return {"server": server}
+    ).bind(settings)  # pickled whole: secrets (SecretStr) travel intact, never rendered as text
 
 
 def app_builder(args: dict[str, Any]) -> serve.Application:

@@ -48,7 +48,7 @@ class VariantBatcher:
         charge: Callable[[Sequence[float]], list[Any]],
         max_batch_size: int,
         batch_wait_timeout_s: float,
-        in_thread: bool,
+        executor: ThreadPoolExecutor | None = None,
         merge: Callable = merge_rows,
     ) -> None:
         self.runtime = runtime
@@ -57,9 +57,9 @@ class VariantBatcher:
         self.calls = 0  # runtime invocations (Triton's execution_count)
         self.rows_seen = 0  # rows inferred (Triton's inference_count)
         self.batch_sizes: dict[int, int] = {}  # batch size in rows -> how many batches
-        # A dedicated thread keeps long runs (text encoders) off the event loop; tiny models run
-        # inline because a thread hop costs more than their inference.
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wattgate-run") if in_thread else None
+        # A worker thread keeps long runs (text encoders) off the event loop; tiny models run inline
+        # (executor None) because a thread hop costs more than their inference.
+        self._executor = executor
         self.run_batch.set_max_batch_size(max_batch_size)
         self.run_batch.set_batch_wait_timeout_s(batch_wait_timeout_s)
 
@@ -104,3 +104,58 @@ class VariantBatcher:
     def close(self) -> None:
         if self._executor is not None:
             self._executor.shutdown(wait=False)
+
+
+@dataclass
+class TextWorkItem:
+    """A text request: one unpadded [1, tokens] array dict per sentence."""
+
+    rows: list[dict[str, np.ndarray]]
+
+
+class BucketedBatcher:
+    """Text batching that wastes no compute on padding: sentences queue by token-count bucket."""
+
+    def __init__(self, preprocessor, make_batcher: Callable[[], VariantBatcher], combine_energy: Callable) -> None:
+        self.pre = preprocessor
+        self._make = make_batcher
+        self._combine = combine_energy
+        self.by_bucket: dict[int, VariantBatcher] = {}
+
+    async def infer(self, item: TextWorkItem) -> WorkResult:
+        jobs = []
+        for row in item.rows:
+            tokens = int(row["input_ids"].shape[1])
+            bucket = self.pre.bucket(tokens)
+            batcher = self.by_bucket.get(bucket)
+            if batcher is None:
+                batcher = self.by_bucket[bucket] = self._make()
+            jobs.append(batcher.infer(WorkItem(row, 1, float(tokens))))
+        results = await asyncio.gather(*jobs)
+        outputs = {n: np.concatenate([r.outputs[n] for r in results], axis=0) for n in results[0].outputs}
+        return WorkResult(
+            outputs=outputs,
+            energy=self._combine([r.energy for r in results]),
+            batch_rows=max(r.batch_rows for r in results),
+            batch_requests=max(r.batch_requests for r in results),
+        )
+
+    @property
+    def calls(self) -> int:
+        return sum(b.calls for b in self.by_bucket.values())
+
+    @property
+    def rows_seen(self) -> int:
+        return sum(b.rows_seen for b in self.by_bucket.values())
+
+    @property
+    def batch_sizes(self) -> dict[int, int]:
+        out: dict[int, int] = {}
+        for b in self.by_bucket.values():
+            for k, v in b.batch_sizes.items():
+                out[k] = out.get(k, 0) + v
+        return out
+
+    def close(self) -> None:
+        for b in self.by_bucket.values():
+            b.close()

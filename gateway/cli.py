@@ -20,11 +20,36 @@ def register(sub) -> None:
     p.add_argument("--build-missing", action="store_true", help="build the bundled digits model if it is missing")
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def proxy_env(proxy: str) -> dict[str, str]:
-    """Environment Ray Serve reads at start-up to pick its ingress path."""
-    if proxy == "haproxy":
-        return {"RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"}
-    return {}
+    """Environment Ray Serve reads at start-up to pick its ingress path.
+
+    HAProxy's stats/metrics ports and its socket and config files default to fixed values
+    (8404, 9101, /tmp/haproxy-serve); give each gateway its own so two can run on one machine.
+    """
+    if proxy != "haproxy":
+        return {}
+    import tempfile
+
+    run_dir = tempfile.mkdtemp(prefix="wg-haproxy-")
+    return {
+        "RAY_SERVE_ENABLE_HA_PROXY": "1",
+        "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
+        "RAY_SERVE_HAPROXY_STATS_PORT": str(_free_port()),
+        "RAY_SERVE_HAPROXY_METRICS_PORT": str(_free_port()),
+        "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": f"{run_dir}/haproxy.cfg",
+        "RAY_SERVE_HAPROXY_SOCKET_PATH": f"{run_dir}/admin.sock",
+        "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": run_dir,
+        "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": f"{run_dir}/server-state",
+        "RAY_SERVE_HAPROXY_METRICS_SOCKET_PATH": f"{run_dir}/metrics.sock",
+    }
 
 
 def run(args: argparse.Namespace) -> int:
@@ -79,10 +104,7 @@ def start(settings, ray_address: str | None = None) -> None:
 
 
 def shutdown() -> None:
+    """Stop the local Ray cluster that ``start`` created; Serve's actors and HAProxy go with it."""
     import ray
-    from ray import serve
 
-    try:
-        serve.shutdown()
-    finally:
-        ray.shutdown()
+    ray.shutdown()

@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from gateway.batcher import WorkItem, WorkResult
+from gateway.batcher import TextWorkItem, WorkItem, WorkResult
 from gateway.host import LoadedVersion, ModelHost
 from gateway.protocol import (
     decode_body,
@@ -141,9 +141,8 @@ class DataPlane:
             key = self._cache_key(card, variant, output_names, request.inputs)
             outcome = await self.cache.get_or_compute(key, compute, model=card.name, version=card.version)
             cache_status, cache_cost = outcome.status, outcome
-            executed = outcome.extra if outcome.extra is not None else Executed(outcome.outputs, None, variant, pool)
-            if outcome.coalesced:
-                executed = Executed(outcome.outputs, None, variant, pool)
+            # Only the request that ran the model carries its energy; hits and followers pay their own.
+            executed = outcome.extra if outcome.computed else Executed(outcome.outputs, None, variant, pool)
             outputs = outcome.outputs
         else:
             outputs, executed = await compute()
@@ -157,12 +156,10 @@ class DataPlane:
         out_headers.update(_parameter_headers(params))
         return body, out_headers
 
-    def _work_item(self, loaded: LoadedVersion, variant: str, inputs: list[Tensor]) -> WorkItem:
+    def _work_item(self, loaded: LoadedVersion, variant: str, inputs: list[Tensor]) -> WorkItem | TextWorkItem:
         pre = loaded.preprocessors.get(variant)
         if pre is not None:
-            arrays, tokens = pre(inputs)
-            rows = inputs[0].shape[0]
-            return WorkItem(arrays, rows, float(tokens))
+            return TextWorkItem(pre.rows(inputs))
         arrays = {t.name: t.data for t in inputs}
         rows = inputs[0].shape[0] if inputs[0].shape else 1
         return WorkItem(arrays, rows, float(rows))

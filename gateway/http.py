@@ -11,6 +11,7 @@ import ipaddress
 import json
 import logging
 import re
+from urllib.parse import unquote
 from typing import Any, Awaitable, Callable
 
 from gateway.admin import AdminApi
@@ -75,7 +76,10 @@ class HttpApi:
                     continue
                 if needs_admin:
                     self._authorize(headers, client_host)
-                return await handler(*match.groups(), headers=headers, body=body, query=query)
+                # Segments are matched percent-encoded and decoded one by one, so an encoded "/" stays
+                # inside its segment and reaches the name check instead of re-shaping the path.
+                groups = [unquote(g) if g is not None else None for g in match.groups()]
+                return await handler(*groups, headers=headers, body=body, query=query)
             if any(p.fullmatch(path) for _, p, _, _ in self._routes):
                 return _json(405, {"error": f"method {method} not allowed on {path}"})
             raise NotFound(f"no route for {method} {path}")

@@ -14,6 +14,9 @@ import yaml
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from cache.settings import CacheSettings
+from energy.settings import EnergySettings
+from routing.intensity.settings import IntensitySettings
 from wattgate.errors import BadRequest
 
 
@@ -29,6 +32,9 @@ class ServerSettings(BaseModel):
     # With no key, admin endpoints answer only to loopback clients.
     admin_api_key: SecretStr | None = None
     app_name: str = "wattgate"
+    # Where this gateway's own replicas run, for carbon, when no routing topology names pools.
+    region: str = "DE"
+    hardware: Literal["x86", "arm", "gpu", "tpu"] = "x86"
     state_dir: Path = Path("var")
 
 
@@ -92,11 +98,11 @@ class Settings(BaseSettings):
 
     server: ServerSettings = ServerSettings()
     models: ModelsSettings = ModelsSettings()
-    # Filled by the rooms that own them; typed there, composed here.
-    cache: dict[str, Any] = Field(default_factory=dict)
-    energy: dict[str, Any] = Field(default_factory=dict)
+    # Typed by the rooms that own them, composed here.
+    cache: CacheSettings = CacheSettings()
+    energy: EnergySettings = EnergySettings()
+    intensity: IntensitySettings = IntensitySettings()
     routing: dict[str, Any] = Field(default_factory=dict)
-    intensity: dict[str, Any] = Field(default_factory=dict)
 
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings):

@@ -22,7 +22,8 @@ def gateway(deploy, digits_repository):
     settings = load_settings(
         None,
         models={"repository": str(digits_repository), "defaults": {"max_batch_size": 32, "batch_wait_timeout_s": 0.02}},
-        server={"max_request_bytes": 256 * 1024},
+        server={"max_request_bytes": 256 * 1024, "state_dir": str(digits_repository.parent / "state-oip")},
+        cache={"enabled": False},
     )
     return deploy(settings)
 

@@ -19,7 +19,7 @@ def test_yaml_then_env_override(tmp_path, monkeypatch):
     monkeypatch.setenv("WATTGATE_SERVER_PORT", "9200")
     monkeypatch.setenv("WATTGATE_CACHE_URL", "redis://127.0.0.1:6379/0")
     s = load_settings(cfg)
-    assert s.server.port == 9200 and s.cache["url"] == "redis://127.0.0.1:6379/0"
+    assert s.server.port == 9200 and s.cache.url == "redis://127.0.0.1:6379/0"
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,77 @@
+"""`wattgate ledger export|summary`: the ledger's command-line face, hooked into the wattgate console script."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import TextIO
+
+from energy.ledger import GROUPABLE, EnergyLedger
+from energy.ledger_export import FORMATS
+
+DEFAULT_DB = "var/ledger.sqlite"
+
+
+def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add ``ledger export`` and ``ledger summary`` to a console script's subparsers."""
+    ledger = subparsers.add_parser("ledger", help="read and export the energy ledger")
+    commands = ledger.add_subparsers(dest="ledger_command", required=True)
+
+    export = commands.add_parser("export", help="export ledger records to CSV or Parquet")
+    export.add_argument("--db", default=DEFAULT_DB, help="ledger SQLite file (default %(default)s)")
+    export.add_argument("--out", required=True, help="file to write")
+    export.add_argument("--format", choices=FORMATS, default=None, help="default: from --out's suffix, else csv")
+    export.add_argument("--since-s", type=float, default=None, help="only records at or after this unix time")
+
+    summary = commands.add_parser("summary", help="energy and carbon totals, grouped")
+    summary.add_argument("--db", default=DEFAULT_DB, help="ledger SQLite file (default %(default)s)")
+    summary.add_argument("--since-s", type=float, default=None, help="only records at or after this unix time")
+    summary.add_argument(
+        "--group-by", default="model,variant,region,hardware", help=f"comma-separated, from {','.join(GROUPABLE)}; '' for one total"
+    )
+    summary.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    ledger.set_defaults(energy_cli=run)
+    return ledger
+
+
+def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    out = out or sys.stdout
+    if not Path(args.db).is_file():
+        print(f"error: no ledger at {args.db}", file=sys.stderr)
+        return 2
+    # Background writing is for the request path; the CLI only reads.
+    with EnergyLedger(args.db, background=False) as ledger:
+        if args.ledger_command == "export":
+            fmt = args.format or ("parquet" if str(args.out).endswith(".parquet") else "csv")
+            n = ledger.export(args.out, fmt=fmt, since_s=args.since_s)
+            print(f"exported {n} records to {args.out} ({fmt})", file=out)
+            return 0
+        group_by = [g for g in args.group_by.split(",") if g]
+        rows = ledger.totals(since_s=args.since_s, group_by=group_by)
+        if args.json:
+            json.dump(rows, out, indent=2)
+            out.write("\n")
+        else:
+            _print_table(rows, out)
+        return 0
+
+
+def _print_table(rows: list[dict], out: TextIO) -> None:
+    if not rows:
+        print("(no records)", file=out)
+        return
+    cols = list(rows[0])
+    cells = [[_fmt(r[c]) for c in cols] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
+    print("  ".join(c.ljust(w) for c, w in zip(cols, widths)), file=out)
+    for row in cells:
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths)), file=out)
+
+
+def _fmt(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return "-" if value is None else str(value)

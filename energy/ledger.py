@@ -1,0 +1,266 @@
+"""The durable energy ledger: one SQLite row per request, appended off the request path in batches.
+
+``append()`` only puts the record on an in-memory queue; a background thread writes queued
+records in one transaction every ``flush_interval_s`` or ``flush_size`` records. ``close()``
+writes everything still queued, so a clean shutdown loses nothing. SQLite runs in WAL mode so
+readers (the CLI, reports) never block the writer.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+from collections import deque
+from dataclasses import astuple, dataclass, fields
+from pathlib import Path
+from typing import Iterator, Sequence
+
+from wattgate.errors import BadRequest, DependencyError
+
+log = logging.getLogger(__name__)
+
+CACHE_STATES = ("hit", "miss", "bypass", "off")
+
+
+@dataclass(frozen=True)
+class LedgerRecord:
+    time_s: float  # unix seconds
+    request_id: str
+    model: str
+    version: str
+    variant: str
+    region: str
+    hardware: str
+    pool: str
+    batch_size: int
+    latency_ms: float
+    energy_j: float
+    energy_method: str
+    energy_measured: bool
+    intensity_g_per_kwh: float
+    carbon_g: float
+    operational_g: float
+    embodied_g: float
+    cache: str  # "hit" | "miss" | "bypass" | "off"
+    tenant: str | None = None
+    route_reason: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.cache not in CACHE_STATES:
+            raise ValueError(f"cache must be one of {CACHE_STATES}, got {self.cache!r}")
+
+
+FIELDS = tuple(f.name for f in fields(LedgerRecord))
+_SQL_TYPES = {
+    "time_s": "REAL NOT NULL",
+    "batch_size": "INTEGER NOT NULL",
+    "latency_ms": "REAL NOT NULL",
+    "energy_j": "REAL NOT NULL",
+    "energy_measured": "INTEGER NOT NULL",
+    "intensity_g_per_kwh": "REAL NOT NULL",
+    "carbon_g": "REAL NOT NULL",
+    "operational_g": "REAL NOT NULL",
+    "embodied_g": "REAL NOT NULL",
+    "tenant": "TEXT",
+    "route_reason": "TEXT",
+}
+GROUPABLE = ("model", "version", "variant", "region", "hardware", "pool", "energy_method", "cache", "tenant", "route_reason")
+SCHEMA_VERSION = 1
+
+_CREATE = (
+    "CREATE TABLE IF NOT EXISTS ledger (id INTEGER PRIMARY KEY AUTOINCREMENT, "
+    + ", ".join(f"{name} {_SQL_TYPES.get(name, 'TEXT NOT NULL')}" for name in FIELDS)
+    + ")"
+)
+_INSERT = f"INSERT INTO ledger ({', '.join(FIELDS)}) VALUES ({', '.join('?' for _ in FIELDS)})"
+_SELECT = f"SELECT {', '.join(FIELDS)} FROM ledger"
+
+
+def row_to_record(row: Sequence) -> LedgerRecord:
+    values = dict(zip(FIELDS, row))
+    values["energy_measured"] = bool(values["energy_measured"])
+    return LedgerRecord(**values)
+
+
+class EnergyLedger:
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        flush_interval_s: float = 1.0,
+        flush_size: int = 500,
+        max_pending: int = 100_000,
+        background: bool = True,
+    ) -> None:
+        if flush_interval_s <= 0 or flush_size < 1 or max_pending < 1:
+            raise BadRequest("ledger flush interval, flush size and max pending must be positive")
+        self.path = Path(path)
+        self.flush_interval_s = flush_interval_s
+        self.flush_size = flush_size
+        self.max_pending = max_pending
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # One connection shared by the writer and the queries, serialised by _db_lock.
+            self._conn = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=NORMAL")  # durable at each checkpoint; WAL keeps it consistent
+            self._conn.execute("PRAGMA busy_timeout=5000")
+            self._conn.execute(_CREATE)
+            self._conn.execute("CREATE INDEX IF NOT EXISTS ledger_time ON ledger (time_s)")
+            self._conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        except (OSError, sqlite3.Error) as exc:
+            raise DependencyError(f"cannot open the energy ledger at {self.path}: {exc}") from exc
+        self._db_lock = threading.Lock()
+        self._cond = threading.Condition()
+        self._pending: deque[LedgerRecord] = deque()
+        self._closed = False
+        self.dropped = 0
+        self.written = 0
+        self._thread: threading.Thread | None = None
+        if background:
+            self._thread = threading.Thread(target=self._run, name="energy-ledger", daemon=True)
+            self._thread.start()
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def append(self, record: LedgerRecord) -> bool:
+        """Queue a record; never blocks on disk. False if it was dropped (queue full or ledger closed)."""
+        with self._cond:
+            if self._closed or len(self._pending) >= self.max_pending:
+                self.dropped += 1
+                return False
+            self._pending.append(record)
+            if len(self._pending) >= self.flush_size:
+                self._cond.notify()
+        return True
+
+    def pending(self) -> int:
+        with self._cond:
+            return len(self._pending)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: self._closed or len(self._pending) >= self.flush_size, self.flush_interval_s)
+                stop = self._closed
+            try:
+                self._write_pending()
+            except DependencyError as exc:
+                log.warning("energy ledger write failed, will retry: %s", exc)
+            if stop:
+                return
+
+    def _write_pending(self) -> int:
+        # Draining under the db lock keeps rows in append order and makes flush() mean
+        # "everything appended before this call is on disk".
+        with self._db_lock:
+            with self._cond:
+                batch = list(self._pending)
+                self._pending.clear()
+            if not batch:
+                return 0
+            try:
+                self._conn.execute("BEGIN")
+                self._conn.executemany(_INSERT, [astuple(r) for r in batch])
+                self._conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                with self._cond:
+                    self._pending.extendleft(reversed(batch))
+                raise DependencyError(f"energy ledger write failed: {exc}") from exc
+            self.written += len(batch)
+            return len(batch)
+
+    def flush(self) -> int:
+        """Write every queued record now; returns how many were written."""
+        return self._write_pending()
+
+    def close(self) -> None:
+        """Stop the writer and write everything still queued. Idempotent."""
+        with self._cond:
+            if self._closed:
+                return
+            self._closed = True
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join()
+        self._write_pending()
+        with self._db_lock:
+            self._conn.close()
+
+    def __enter__(self) -> "EnergyLedger":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- reading (flushes first, so readers see their own appends) --------------------------------
+
+    def _query(self, sql: str, params: Sequence = ()) -> list[tuple]:
+        if not self._closed:
+            self.flush()
+        with self._db_lock:
+            try:
+                return self._conn.execute(sql, params).fetchall()
+            except sqlite3.Error as exc:
+                raise DependencyError(f"energy ledger query failed: {exc}") from exc
+
+    def count(self, since_s: float | None = None) -> int:
+        where, params = _since(since_s)
+        return int(self._query(f"SELECT COUNT(*) FROM ledger{where}", params)[0][0])
+
+    def records(self, limit: int | None = 100, since_s: float | None = None) -> list[LedgerRecord]:
+        """Records from ``since_s`` on, oldest first."""
+        where, params = _since(since_s)
+        sql = f"{_SELECT}{where} ORDER BY time_s, id"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params = (*params, int(limit))
+        return [row_to_record(r) for r in self._query(sql, params)]
+
+    def iter_records(self, since_s: float | None = None, chunk: int = 10_000) -> Iterator[list[LedgerRecord]]:
+        """Records in chunks, oldest first, for exports that must not hold the whole ledger."""
+        where, params = _since(since_s)
+        last_id = 0
+        clause = " AND" if where else " WHERE"
+        while True:
+            rows = self._query(
+                f"SELECT id, {', '.join(FIELDS)} FROM ledger{where}{clause} id > ? ORDER BY id LIMIT ?",
+                (*params, last_id, chunk),
+            )
+            if not rows:
+                return
+            last_id = rows[-1][0]
+            yield [row_to_record(r[1:]) for r in rows]
+
+    def totals(self, since_s: float | None = None, group_by: Sequence[str] = ()) -> list[dict]:
+        """Sums per group: requests, energy_j, carbon_g, operational_g, embodied_g, mean latency_ms."""
+        group_by = tuple(group_by)
+        unknown = [g for g in group_by if g not in GROUPABLE]
+        if unknown:
+            raise BadRequest(f"cannot group the ledger by {unknown}; choose from {GROUPABLE}")
+        where, params = _since(since_s)
+        cols = ", ".join(group_by)
+        select = (cols + ", " if cols else "") + (
+            "COUNT(*), COALESCE(SUM(energy_j), 0), COALESCE(SUM(carbon_g), 0), COALESCE(SUM(operational_g), 0), "
+            "COALESCE(SUM(embodied_g), 0), COALESCE(AVG(latency_ms), 0)"
+        )
+        sql = f"SELECT {select} FROM ledger{where}"
+        if group_by:
+            sql += f" GROUP BY {cols} ORDER BY {cols}"
+        keys = (*group_by, "requests", "energy_j", "carbon_g", "operational_g", "embodied_g", "mean_latency_ms")
+        return [dict(zip(keys, row)) for row in self._query(sql, params)]
+
+    def export(self, path: str | Path, fmt: str = "csv", since_s: float | None = None) -> int:
+        """Write records to CSV or Parquet; returns the number of rows written."""
+        from energy.ledger_export import export_records
+
+        return export_records(self.iter_records(since_s), path, fmt)
+
+
+def _since(since_s: float | None) -> tuple[str, tuple]:
+    if since_s is None:
+        return "", ()
+    return " WHERE time_s >= ?", (float(since_s),)

@@ -1,0 +1,93 @@
+"""Prometheus series for energy and carbon, fed from ledger records and the attributor's books.
+
+Per replica: counters of energy, carbon and requests by model/version/variant/region/hardware, a
+histogram of energy per request, the attributor's metered/unattributed/pending joules, and
+joules per 1,000 requests over a sliding window. ``merge()`` sums gauges across replicas, which
+is right for the window's energy and request gauges but not for their ratio: after merging, call
+:func:`recompute_joules_per_1k` to derive the ratio from the summed parts.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from typing import Callable
+
+from energy.attribution import AttributionTotals
+from energy.ledger import LedgerRecord
+from wattgate.metrics import MetricsRegistry
+
+LABELS = ("model", "version", "variant", "region", "hardware")
+WINDOW_LABELS = ("model", "variant")
+
+JOULES_PER_1K = "wattgate_joules_per_1k_requests"
+WINDOW_ENERGY = "wattgate_window_energy_joules"
+WINDOW_REQUESTS = "wattgate_window_requests"
+
+
+class EnergyMetrics:
+    def __init__(self, registry: MetricsRegistry, *, window_s: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
+        if window_s <= 0:
+            raise ValueError("window_s must be > 0")
+        self.window_s = window_s
+        self._clock = clock
+        self.energy = registry.counter("wattgate_energy_joules_total", "Energy charged to requests (J)", LABELS)
+        self.carbon = registry.counter("wattgate_carbon_grams_total", "Carbon (SCI: operational + embodied) of requests (gCO2eq)", LABELS)
+        self.requests = registry.counter("wattgate_requests_total", "Requests with an energy record", LABELS)
+        self.request_energy = registry.histogram("wattgate_request_energy_joules", "Energy per request (J)", LABELS)
+        self.metered = registry.counter("wattgate_metered_energy_joules_total", "Energy metered by replica meters (J)", ("method",))
+        self.unattributed = registry.counter(
+            "wattgate_unattributed_energy_joules_total", "Metered energy written off without a request to charge (J)", ("method",)
+        )
+        self.pending = registry.gauge("wattgate_pending_energy_joules", "Metered energy waiting for the next batch (J)", ("method",))
+        self.per_1k = registry.gauge(JOULES_PER_1K, "Joules per 1,000 requests over the sliding window", WINDOW_LABELS)
+        self.window_energy = registry.gauge(WINDOW_ENERGY, "Energy of requests in the sliding window (J)", WINDOW_LABELS)
+        self.window_requests = registry.gauge(WINDOW_REQUESTS, "Requests in the sliding window", WINDOW_LABELS)
+        self._lock = threading.Lock()
+        self._window: dict[tuple[str, str], deque[tuple[float, float]]] = {}
+        self._seen = {"metered": {}, "written_off": {}}
+
+    def observe(self, record: LedgerRecord) -> None:
+        labels = {k: getattr(record, k) for k in LABELS}
+        self.energy.inc(record.energy_j, **labels)
+        self.carbon.inc(record.carbon_g, **labels)
+        self.requests.inc(1.0, **labels)
+        self.request_energy.observe(record.energy_j, **labels)
+        with self._lock:
+            self._window.setdefault((record.model, record.variant), deque()).append((self._clock(), record.energy_j))
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Drop observations older than the window and update its gauges (call before a scrape)."""
+        horizon = self._clock() - self.window_s
+        with self._lock:
+            for (model, variant), q in self._window.items():
+                while q and q[0][0] < horizon:
+                    q.popleft()
+                energy_j = sum(e for _, e in q)
+                self.window_energy.set(energy_j, model=model, variant=variant)
+                self.window_requests.set(len(q), model=model, variant=variant)
+                self.per_1k.set(1000.0 * energy_j / len(q) if q else 0.0, model=model, variant=variant)
+
+    def observe_attribution(self, totals: AttributionTotals) -> None:
+        """Mirror an attributor's books; counters advance by what changed since the last call."""
+        method = totals.method
+        with self._lock:
+            for key, counter, value in (("metered", self.metered, totals.metered_j), ("written_off", self.unattributed, totals.written_off_j)):
+                delta = value - self._seen[key].get(method, 0.0)
+                if delta > 0:
+                    counter.inc(delta, method=method)
+                    self._seen[key][method] = value
+        self.pending.set(totals.pending_j, method=method)
+
+
+def recompute_joules_per_1k(merged: dict) -> dict:
+    """Fix the per-1k gauge of a merged snapshot: sum(energy) / sum(requests), not a sum of ratios."""
+    energy = {tuple(k): v for k, v in merged.get(WINDOW_ENERGY, {}).get("series", [])}
+    requests = {tuple(k): v for k, v in merged.get(WINDOW_REQUESTS, {}).get("series", [])}
+    if JOULES_PER_1K in merged:
+        merged[JOULES_PER_1K]["series"] = [
+            [list(k), 1000.0 * energy.get(k, 0.0) / n if n else 0.0] for k, n in sorted(requests.items())
+        ]
+    return merged
