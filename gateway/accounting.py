@@ -58,9 +58,12 @@ class IntensitySnapshot:
         self.regions = list(regions)
         self.refresh_s = refresh_s
         self.readings: dict[str, Any] = {}
-        for region in self.regions:  # first values at start-up (cached/static/replay: fast)
-            self._read(region)
+        self.refresh()  # first values at start-up (cached/static/replay: fast)
         self._task: asyncio.Task | None = None
+
+    def refresh(self) -> None:
+        for region in self.regions:
+            self._read(region)
 
     def _read(self, region: str) -> None:
         try:
@@ -100,6 +103,7 @@ class GatewayAccounting:
         units_reserved: float,
         recent_energy: Any = None,
         record_avoided: Any = None,
+        on_carbon: Any = None,
     ) -> None:
         self.attributor = attributor
         self.metrics = metrics
@@ -109,6 +113,7 @@ class GatewayAccounting:
         self.units_reserved = units_reserved
         self.recent = recent_energy
         self.record_avoided = record_avoided
+        self.on_carbon = on_carbon  # feeds the router's carbon budgets
 
     def charge(self, work_units: Sequence[float]) -> list[RequestEnergy]:
         return self.attributor.charge_batch(work_units)
@@ -144,6 +149,8 @@ class GatewayAccounting:
             embodied_g=carbon.embodied_g, cache=cache_status, route_reason=pool.route_reason,
         )
         self.metrics.observe(record)
+        if self.on_carbon is not None:
+            self.on_carbon(card.name, carbon.carbon_g)
         if self.ledger is not None:
             self.ledger.append(record)
         return {
@@ -166,6 +173,7 @@ class GatewayAccounting:
             "cache": cache_status,
             "batch_size": batch_size,
             "route_reason": pool.route_reason,
+            **({"node_id": result.node_id} if result is not None and result.node_id else {}),
         }
 
     def refresh_metrics(self) -> None:

@@ -35,12 +35,12 @@ async def _read_body(request: Request, limit: int) -> bytes:
 
 @serve.deployment
 class Gateway:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, pool_handles: dict[str, Any] | None = None) -> None:
         from gateway.wiring import build_gateway
 
         logging.basicConfig(level=logging.INFO)
         self.settings = settings
-        self.parts = build_gateway(self.settings)
+        self.parts = build_gateway(self.settings, pool_handles or {})
         self.api = self.parts.api
         self._background_started = False
 
@@ -80,18 +80,33 @@ def absolute_paths(settings: Settings) -> Settings:
     """Replicas do not share the driver's working directory: hand them absolute paths."""
     server = settings.server.model_copy(update={"state_dir": settings.server.state_dir.resolve()})
     models = settings.models.model_copy(update={"repository": settings.models.repository.resolve()})
-    return settings.model_copy(update={"server": server, "models": models})
+    routing = settings.routing.model_copy(update={"topology_file": settings.routing.topology_file.resolve()})
+    return settings.model_copy(update={"server": server, "models": models, "routing": routing})
 
 
 def build_app(settings: Settings) -> serve.Application:
+    from gateway.remote import PoolWorker
+
     settings = absolute_paths(settings)
     s = settings.server
+    # Pools on other nodes are deployments of this app, pinned by node label; the ingress gets handles.
+    pools = {}
+    for name, p in settings.pools.items():
+        if p.kind != "ray":
+            continue
+        options: dict[str, Any] = {"num_cpus": p.num_cpus}
+        if p.label_selector:
+            options["label_selector"] = dict(p.label_selector)
+        pools[name] = PoolWorker.options(
+            name=f"pool-{name}", num_replicas=p.num_replicas, ray_actor_options=options,
+            max_ongoing_requests=s.max_ongoing_requests,
+        ).bind(settings, name)
     return Gateway.options(
         name="Gateway",
         num_replicas=s.ingress_replicas,
         max_ongoing_requests=s.max_ongoing_requests,
         ray_actor_options={"num_cpus": s.ingress_num_cpus},
-    ).bind(settings)  # pickled whole: secrets (SecretStr) travel intact, never rendered as text
+    ).bind(settings, pools)  # pickled whole: secrets (SecretStr) travel intact, never rendered as text
 
 
 def app_builder(args: dict[str, Any]) -> serve.Application:

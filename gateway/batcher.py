@@ -33,6 +33,7 @@ class WorkResult:
     energy: Any  # energy.attribution.RequestEnergy
     batch_rows: int
     batch_requests: int
+    node_id: str | None = None  # set when a pool on another node ran it
 
 
 def _rows(items: Sequence[WorkItem]) -> int:

@@ -93,7 +93,7 @@ def start(settings, ray_address: str | None = None) -> None:
     # Replicas import our packages from the working tree; the paths must be absolute.
     root = str(Path(__file__).resolve().parent.parent)
     ray.init(
-        address=ray_address,
+        address=ray_address or "local",
         include_dashboard=False,
         logging_level=logging.WARNING,
         runtime_env={"env_vars": {"PYTHONPATH": root}},

@@ -47,7 +47,7 @@ class Accounting(Protocol):
 
 
 class Router(Protocol):
-    def route(self, card: ModelCard, loaded: LoadedVersion, requested_variant: str | None, rows: int) -> tuple[str, Any]: ...
+    def route(self, card: ModelCard, loaded: LoadedVersion, requested_variant: str | None, rows: int, context: dict) -> tuple[str, Any]: ...
 
     async def execute(self, pool: Any, loaded: LoadedVersion, variant: str, item: WorkItem) -> WorkResult: ...
 
@@ -127,7 +127,12 @@ class DataPlane:
         wanted_variant = request.parameters.get("variant")
         if wanted_variant is not None and not isinstance(wanted_variant, str):
             raise BadRequest("parameters.variant must be a string")
-        variant, pool = self.router.route(card, loaded, wanted_variant, request.rows)
+        context = {
+            "client_region": headers.get("x-client-region"),
+            "tenant": headers.get("x-tenant"),
+            "slo_ms": request.parameters.get("slo_ms") if isinstance(request.parameters.get("slo_ms"), (int, float)) else None,
+        }
+        variant, pool = self.router.route(card, loaded, wanted_variant, request.rows, context)
         output_names = [o.name for o in requested]
 
         async def compute() -> tuple[list[Tensor], Executed]:
@@ -185,10 +190,15 @@ _HEADER_NAMES = {
 }
 
 
+_ASCII = str.maketrans({"≤": "<=", "≥": ">=", "\r": " ", "\n": " "})
+
+
 def _parameter_headers(params: dict[str, Any]) -> dict[str, str]:
+    """The same figures as response headers; header values must be single-line latin-1, so ASCII."""
     out = {}
     for key, header in _HEADER_NAMES.items():
         if key in params and params[key] is not None:
             value = params[key]
-            out[header] = f"{value:.6g}" if isinstance(value, float) else str(value)
+            text = f"{value:.6g}" if isinstance(value, float) else str(value)
+            out[header] = text.translate(_ASCII).encode("ascii", "replace").decode("ascii")
     return out

@@ -16,7 +16,7 @@ class LocalRouter:
     def __init__(self, pool: Any) -> None:
         self.pool = pool
 
-    def route(self, card: ModelCard, loaded: LoadedVersion, requested_variant: str | None, rows: int):
+    def route(self, card: ModelCard, loaded: LoadedVersion, requested_variant: str | None, rows: int, context: dict | None = None):
         variant, _ = card.variant(requested_variant)
         if variant not in loaded.batchers:
             raise Unavailable(f"variant {variant!r} of {card.name!r} is not loaded on this gateway")

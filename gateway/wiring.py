@@ -31,6 +31,7 @@ class GatewayParts:
     accounting: GatewayAccounting
     cache: Any
     intensity: IntensitySnapshot
+    router: Any
 
     def start_background(self) -> None:
         self.intensity.start()
@@ -41,29 +42,35 @@ class GatewayParts:
         self.accounting.close()
 
 
-def _energy_parts(settings: Settings, metrics: MetricsRegistry):
+def _meter(settings: Settings, vcpus: float):
     from energy.attribution import EnergyAttributor
-    from energy.ledger import EnergyLedger
     from energy.meters.factory import meter_from_settings
-    from energy.metrics import EnergyMetrics
 
     es = settings.energy
-    overrides = {}
-    if "vcpus_reserved" not in es.model_fields_set:
-        # The CPU-time model charges idle power for what the replica reserved: its num_cpus.
-        overrides["vcpus_reserved"] = settings.server.ingress_num_cpus
-    meter = meter_from_settings(es, **overrides)
-    attributor = EnergyAttributor(meter)
-    energy_metrics = EnergyMetrics(metrics, window_s=es.metrics_window_s)
-    ledger = None
-    if es.ledger_enabled:
-        ledger = EnergyLedger(
-            settings.server.state_dir / es.ledger_path if not es.ledger_path.is_absolute() else es.ledger_path,
-            flush_interval_s=es.ledger_flush_interval_s,
-            flush_size=es.ledger_flush_size,
-            max_pending=es.ledger_max_pending,
-        )
-    return attributor, energy_metrics, ledger, overrides.get("vcpus_reserved", es.vcpus_reserved)
+    # The CPU-time model charges idle power for what the replica reserved: its num_cpus.
+    overrides = {} if "vcpus_reserved" in es.model_fields_set else {"vcpus_reserved": vcpus}
+    return EnergyAttributor(meter_from_settings(es, **overrides)), overrides.get("vcpus_reserved", es.vcpus_reserved)
+
+
+def _host(settings: Settings, charge) -> ModelHost:
+    registry = ModelRegistry(settings.models.repository)
+
+    def make_batcher(**kw):
+        return VariantBatcher(charge=charge, **kw)
+
+    def make_text_batcher(pre, make):
+        return BucketedBatcher(pre, make, combine_energy)
+
+    return ModelHost(registry, settings.models, make_batcher, make_text_batcher, hardware=settings.server.hardware)
+
+
+def build_pool_worker(settings: Settings, num_cpus: float = 0.5):
+    """A remote pool replica: its own models and meter; the ingress does the accounting."""
+    attributor, _ = _meter(settings, num_cpus)
+    host = _host(settings, attributor.charge_batch)
+    host.load_startup()
+    attributor.write_off()
+    return host, attributor
 
 
 def _cache_parts(settings: Settings, metrics: MetricsRegistry):
@@ -79,46 +86,97 @@ def _cache_parts(settings: Settings, metrics: MetricsRegistry):
     return service, RecentEnergy(), service.record_avoided
 
 
-def build_gateway(settings: Settings) -> GatewayParts:
+def _ledger(settings: Settings):
+    from energy.ledger import EnergyLedger
+
+    es = settings.energy
+    if not es.ledger_enabled:
+        return None
+    path = es.ledger_path if es.ledger_path.is_absolute() else settings.server.state_dir / es.ledger_path
+    return EnergyLedger(path, flush_interval_s=es.ledger_flush_interval_s, flush_size=es.ledger_flush_size, max_pending=es.ledger_max_pending)
+
+
+def _router(settings: Settings, intensity_provider, pool_handles: dict[str, Any], metrics: MetricsRegistry):
+    """GreenRouter over the topology file, or a single local pool when there is none."""
     from energy.coefficients import DEFAULT_PROFILE_FOR_CLASS, get_profile
+
+    profiles = {cls: get_profile(name) for cls, name in DEFAULT_PROFILE_FOR_CLASS.items()}
+    profiles[settings.server.hardware] = get_profile(settings.energy.hardware_profile)
+    path = settings.routing.topology_file
+    if not path.is_file():
+        log.info("routing: no topology at %s; one local pool in %s", path, settings.server.region)
+        pool = PoolInfo("local", settings.server.region, settings.server.hardware, settings.energy.pue, profiles[settings.server.hardware])
+        intensity = IntensitySnapshot(intensity_provider, [pool.region])
+        return LocalRouter(pool), intensity, None
+    from gateway.green import BudgetTracker, GreenRouter, LocalExecutor
+    from gateway.remote import HandleExecutor, OipExecutor
+    from routing.control import RoutingControl
+    from routing.topology import load_topology
+
+    topology = load_topology(path)
+    executors: dict[str, Any] = {}
+    for pool in topology.pools:
+        spec = settings.pools.get(pool.name)
+        if spec is None or spec.kind == "local":
+            executors[pool.name] = LocalExecutor()
+        elif spec.kind == "ray":
+            executors[pool.name] = HandleExecutor(pool_handles[pool.name], pool.name)
+        else:
+            executors[pool.name] = OipExecutor(spec.url, _curve_energy(pool, lambda p=pool.name: router._load[p]), spec.model_name)
+    rs = settings.routing
+    control = RoutingControl(rs.policy, rs.params, history_len=rs.history_len)
+    intensity = IntensitySnapshot(intensity_provider, sorted({p.region for p in topology.pools}))
+    router = GreenRouter(
+        topology, control, intensity, executors, profiles, rs.slo_ms, rs.default_client_region,
+        BudgetTracker(settings.budgets.models_g, settings.budgets.period_s),
+    )
+    log.info("routing: %s over pools %s", rs.policy, [p.name for p in topology.pools])
+    return router, intensity, control
+
+
+def _curve_energy(pool, load_of):
+    """Energy of a request on a pool we cannot meter: the pool's curve at its current load (modelled)."""
+    import time
+
+    from energy.attribution import RequestEnergy
+
+    def energy(variant: str, rows: int) -> RequestEnergy:
+        curve = pool.curve(variant)
+        j = curve.at(max(load_of().current_rps(time.monotonic()), 1e-3)) * rows
+        return RequestEnergy(energy_j=j, active_j=j, idle_j=0.0, method=f"pool-curve-{curve.method}", measured=False,
+                             batch_size=rows, work_share=1.0, reserved_s=pool.service_ms / 1000 * rows)
+
+    return energy
+
+
+def build_gateway(settings: Settings, pool_handles: dict[str, Any] | None = None) -> GatewayParts:
+    from energy.coefficients import DEFAULT_PROFILE_FOR_CLASS, get_profile
+    from energy.metrics import EnergyMetrics
     from routing.intensity.factory import make_provider
 
-    registry = ModelRegistry(settings.models.repository)
     metrics = MetricsRegistry()
-    attributor, energy_metrics, ledger, vcpus = _energy_parts(settings, metrics)
+    attributor, vcpus = _meter(settings, settings.server.ingress_num_cpus)
     cache, recent, record_avoided = _cache_parts(settings, metrics)
     provider = make_provider(settings.intensity, metrics=metrics)
-    hardware = settings.server.hardware
-    pool = PoolInfo(
-        name="local",
-        region=settings.server.region,
-        hardware=hardware,
-        pue=settings.energy.pue,
-        profile=get_profile(settings.energy.hardware_profile),
-    )
-    intensity = IntensitySnapshot(provider, [pool.region])
+    router, intensity, control = _router(settings, provider, pool_handles or {}, metrics)
     accounting = GatewayAccounting(
-        attributor, energy_metrics, ledger, intensity,
-        cache_profile=get_profile(DEFAULT_PROFILE_FOR_CLASS[hardware]),
+        attributor, EnergyMetrics(metrics, window_s=settings.energy.metrics_window_s), _ledger(settings), intensity,
+        cache_profile=get_profile(DEFAULT_PROFILE_FOR_CLASS[settings.server.hardware]),
         units_reserved=vcpus, recent_energy=recent, record_avoided=record_avoided,
+        on_carbon=getattr(router, "observe_carbon", None),
     )
-
-    def make_batcher(**kw):
-        return VariantBatcher(charge=accounting.charge, **kw)
-
-    def make_text_batcher(pre, make):
-        return BucketedBatcher(pre, make, combine_energy)
-
-    host = ModelHost(registry, settings.models, make_batcher, make_text_batcher, hardware=hardware)
+    host = _host(settings, accounting.charge)
     host.load_startup()
     # Loading models is start-up work, not any request's: write it off before the first batch.
     attributor.write_off()
-    dataplane = DataPlane(settings, host, LocalRouter(pool), accounting, cache=cache)
-    admin = AdminApi(registry, host)
+    dataplane = DataPlane(settings, host, router, accounting, cache=cache)
+    from gateway.admin_routing import routing_routes
+
+    admin = AdminApi(host.registry, host, extra_routes=routing_routes(control, provider, intensity.refresh))
 
     async def metrics_text() -> str:
         accounting.refresh_metrics()
         return render(metrics.snapshot())
 
     api = HttpApi(dataplane, admin, metrics_text)
-    return GatewayParts(settings, registry, host, dataplane, api, metrics, accounting, cache, intensity)
+    return GatewayParts(settings, host.registry, host, dataplane, api, metrics, accounting, cache, intensity, router)

@@ -17,6 +17,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from cache.settings import CacheSettings
 from energy.settings import EnergySettings
 from routing.intensity.settings import IntensitySettings
+from routing.settings import RoutingSettings
 from wattgate.errors import BadRequest
 
 
@@ -66,6 +67,25 @@ class ModelsSettings(BaseModel):
         return ModelServing(**merged)
 
 
+class PoolExecutorSettings(BaseModel):
+    """Where a topology pool runs. ``local``: in the ingress process (logical pools on this node);
+    ``ray``: a Serve deployment pinned to nodes by label; ``oip``: a remote OIP server (Triton, KServe...)."""
+
+    kind: Literal["local", "ray", "oip"] = "local"
+    url: str | None = None
+    model_name: str | None = None
+    label_selector: dict[str, str] = Field(default_factory=dict)
+    num_replicas: int = Field(1, ge=1, le=64)
+    num_cpus: float = Field(0.5, gt=0, le=64)
+
+
+class BudgetSettings(BaseModel):
+    """Carbon budgets per model for the carbon-budget routing policy."""
+
+    period_s: float = Field(3600.0, gt=0)
+    models_g: dict[str, float] = Field(default_factory=dict)
+
+
 _YAML_FILE: list[Path | None] = [None]
 
 
@@ -102,13 +122,16 @@ class Settings(BaseSettings):
     cache: CacheSettings = CacheSettings()
     energy: EnergySettings = EnergySettings()
     intensity: IntensitySettings = IntensitySettings()
-    routing: dict[str, Any] = Field(default_factory=dict)
+    routing: RoutingSettings = RoutingSettings()
+    # Executors for the topology's pools, by pool name; pools not named here run locally.
+    pools: dict[str, PoolExecutorSettings] = Field(default_factory=dict)
+    budgets: BudgetSettings = BudgetSettings()
 
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings):
         return (init_settings, env_settings, _YamlSource(settings_cls))
 
-    @field_validator("cache", "energy", "routing", "intensity", mode="before")
+    @field_validator("cache", "energy", "routing", "intensity", "pools", "budgets", mode="before")
     @classmethod
     def _none_is_empty(cls, v):
         return {} if v is None else v

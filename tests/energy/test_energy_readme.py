@@ -7,11 +7,15 @@ import io
 import re
 from pathlib import Path
 
-README = Path(__file__).resolve().parents[2] / "energy" / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
+SECTION = "## Energy and carbon per request"
 
 
 def test_readme_python_blocks_run():
-    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
+    text = README.read_text()
+    section = text[text.index(SECTION):]
+    section = section[: section.find("\n## ", len(SECTION))]
+    blocks = re.findall(r"```python\n(.*?)```", section, re.S)
     assert blocks, "the energy README section lost its example"
     out = io.StringIO()
     with contextlib.redirect_stdout(out):

@@ -1,0 +1,69 @@
+"""Admin API for ops: read and change the routing policy live, and move a replayed intensity clock."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime
+from typing import Any
+
+from wattgate.errors import BadRequest, NotFound
+
+
+def _json(status: int, doc: Any):
+    return status, {"content-type": "application/json"}, json.dumps(doc, separators=(",", ":"), default=str).encode()
+
+
+def _body(body: bytes) -> dict:
+    try:
+        doc = json.loads(body or b"{}")
+    except (ValueError, RecursionError):
+        raise BadRequest("request body must be a JSON object") from None
+    if not isinstance(doc, dict):
+        raise BadRequest("request body must be a JSON object")
+    return doc
+
+
+def routing_routes(control, provider, on_intensity_change=None) -> list:
+    """Routes for AdminApi: GET/PUT /v2/admin/routing and PUT /v2/admin/intensity/clock (replay only)."""
+
+    async def show(**_):
+        if control is None:
+            raise NotFound("routing is off: no topology file (routing.topology_file)")
+        return _json(200, control.show())
+
+    async def set_policy(headers=None, body=b"", **_):
+        if control is None:
+            raise NotFound("routing is off: no topology file (routing.topology_file)")
+        doc = _body(body)
+        policy = doc.get("policy")
+        if not isinstance(policy, str):
+            raise BadRequest("send {\"policy\": NAME, \"params\": {...}}")
+        params = doc.get("params") or {}
+        if not isinstance(params, dict):
+            raise BadRequest("params must be an object")
+        actor = (headers or {}).get("x-actor") or "admin-api"
+        return _json(200, control.set(policy, params, actor=actor[:128]))
+
+    async def set_clock(body=b"", **_):
+        clock = getattr(provider, "clock", None)
+        if clock is None:
+            raise BadRequest("the intensity provider is not a replay; it has no clock to set")
+        doc = _body(body)
+        try:
+            at = datetime.fromisoformat(str(doc["at"]).replace("Z", "+00:00"))
+        except (KeyError, ValueError):
+            raise BadRequest('send {"at": ISO-8601 time, "speed": seconds of trace per second}') from None
+        speed = doc.get("speed")
+        if speed is not None and (not isinstance(speed, (int, float)) or speed < 0):
+            raise BadRequest("speed must be a number >= 0")
+        clock.set(at, speed=speed)
+        if on_intensity_change is not None:  # routing sees the new values from the next request on
+            on_intensity_change()
+        return _json(200, {"at": at.isoformat(), "speed": speed})
+
+    return [
+        ("GET", re.compile(r"/v2/admin/routing"), show),
+        ("PUT", re.compile(r"/v2/admin/routing"), set_policy),
+        ("PUT", re.compile(r"/v2/admin/intensity/clock"), set_clock),
+    ]

@@ -1,0 +1,147 @@
+"""``wattgate routing show|set`` (the gateway's admin API) and ``wattgate simulate SCENARIO.yaml``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from typing import Any
+
+import httpx
+
+from routing.policies import make_policy, policy_names
+from wattgate.errors import WattgateError
+
+__all__ = ["register", "run", "parse_weights", "parse_params"]
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+ADMIN_PATH = "/v2/admin/routing"
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``routing`` (with ``show`` / ``set``) and ``simulate`` to a parent parser's subcommands."""
+    routing = subparsers.add_parser("routing", help="show or change the live routing policy")
+    sub = routing.add_subparsers(dest="routing_command", required=True)
+
+    show = sub.add_parser("show", help="print the active policy, its params and recent changes")
+    _connection(show)
+    show.set_defaults(_routing_run=_show)
+
+    change = sub.add_parser("set", help="switch the live policy (validated by the gateway)")
+    change.add_argument("policy", help=f"one of: {', '.join(policy_names())}")
+    change.add_argument("--weights", help="for 'weighted': e.g. carbon=1,latency=0.5,energy=0")
+    change.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                        help="another policy parameter, e.g. max_utilisation=0.9 (repeatable)")
+    _connection(change)
+    change.set_defaults(_routing_run=_set)
+
+    sim = subparsers.add_parser("simulate", help="compare routing policies on a scenario of replayed grid traces")
+    sim.add_argument("scenario", help="scenario YAML (trace paths resolve relative to it)")
+    sim.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    sim.set_defaults(_routing_run=_simulate)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Dispatch a parsed ``routing`` or ``simulate`` command; returns the process exit code."""
+    handler = getattr(args, "_routing_run", None)
+    if handler is None:
+        print("not a routing command", file=sys.stderr)
+        return 2
+    try:
+        return handler(args)
+    except WattgateError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 2
+
+
+def _connection(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--url", default=DEFAULT_URL, help=f"gateway base URL (default {DEFAULT_URL})")
+    p.add_argument("--token", default=None, help="admin bearer token")
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds (default 10)")
+
+
+def parse_weights(text: str) -> dict[str, float]:
+    """'carbon=1,latency=0.5' -> {'carbon': 1.0, 'latency': 0.5}."""
+    out: dict[str, float] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        key, sep, value = part.partition("=")
+        try:
+            if not sep:
+                raise ValueError
+            out[key.strip()] = float(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"bad weight {part!r}: use NAME=NUMBER, e.g. carbon=1,latency=0.5") from None
+    return out
+
+
+def parse_params(items: list[str]) -> dict[str, Any]:
+    """['max_utilisation=0.9', 'threshold=0.8'] -> params; values are JSON where they parse as JSON."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise argparse.ArgumentTypeError(f"bad --param {item!r}: use KEY=VALUE")
+        try:
+            out[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key.strip()] = value
+    return out
+
+
+def _request(args: argparse.Namespace, method: str, body: dict | None = None) -> int:
+    headers = {"Authorization": f"Bearer {args.token}"} if args.token else {}
+    url = args.url.rstrip("/") + ADMIN_PATH
+    try:
+        resp = httpx.request(method, url, json=body, headers=headers, timeout=args.timeout)
+    except httpx.HTTPError as exc:
+        print(f"error: cannot reach {url}: {exc}", file=sys.stderr)
+        return 1
+    try:
+        payload = resp.json()
+    except ValueError:
+        payload = {"error": resp.text.strip() or resp.reason_phrase}
+    if resp.status_code >= 400:
+        detail = payload.get("error", payload) if isinstance(payload, dict) else payload
+        print(f"error: {method} {url} -> {resp.status_code}: {detail}", file=sys.stderr)
+        return 1
+    print(json.dumps(payload, indent=2, ensure_ascii=False))
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    return _request(args, "GET")
+
+
+def _set(args: argparse.Namespace) -> int:
+    try:
+        params = parse_params(args.param)
+        if args.weights:
+            params["weights"] = parse_weights(args.weights)
+    except argparse.ArgumentTypeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    make_policy(args.policy, **params)  # fail here, with the same message, before touching the gateway
+    return _request(args, "PUT", {"policy": args.policy, "params": params})
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from routing.simulator import format_table, simulate  # scipy and the traces only when simulating
+
+    result = simulate(args.scenario)
+    if args.json:
+        print(json.dumps(_finite(result.to_dict()), indent=2, ensure_ascii=False, allow_nan=False))
+    else:
+        print(format_table(result))
+    return 0
+
+
+def _finite(value: Any) -> Any:
+    """JSON has no NaN/Infinity: such numbers become null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
