@@ -20,6 +20,12 @@ $(VENV)/.dev-installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[optimize,gpu,loadtest,test]'
 	touch $(VENV)/.serve-installed $@
 
+# Triton (PyTriton 0.7.0 ships Triton 2.51) needs numpy<2: it lives in its own venv, run as a subprocess.
+.venv-triton/.installed:
+	test -x .venv-triton/bin/python || $(PYTHON) -m venv .venv-triton
+	.venv-triton/bin/python -m pip install -q "nvidia-pytriton==0.7.0" "onnxruntime==1.32.0" "numpy==1.26.4"
+	touch $@
+
 install: $(VENV)/.serve-installed
 install-dev: $(VENV)/.dev-installed
 
@@ -29,13 +35,13 @@ $(REPO)/digits/1/card.json: | $(VENV)/.serve-installed
 serve: $(VENV)/.serve-installed $(REPO)/digits/1/card.json
 	$(VENV)/bin/wattgate serve $(SERVE_ARGS)
 
-test: $(VENV)/.dev-installed
+test: $(VENV)/.dev-installed .venv-triton/.installed
 	$(PY) -m pytest -q -p no:cacheprovider
 
 test-fast: $(VENV)/.dev-installed
 	$(PY) -m pytest -q -m "not integration"
 
-bench: $(VENV)/.dev-installed $(REPO)/digits/1/card.json
+bench: $(VENV)/.dev-installed .venv-triton/.installed $(REPO)/digits/1/card.json
 	$(PY) -m loadtests.bench
 
 loadtest: $(VENV)/.dev-installed $(REPO)/digits/1/card.json

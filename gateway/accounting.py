@@ -33,6 +33,7 @@ class PoolInfo:
     pue: float
     profile: HardwareProfile
     route_reason: str | None = None
+    request: Any = None  # the routing request, kept so a failed pool can fall back
 
 
 def combine_energy(parts: Sequence[RequestEnergy]) -> RequestEnergy:

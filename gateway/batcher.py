@@ -34,6 +34,7 @@ class WorkResult:
     batch_rows: int
     batch_requests: int
     node_id: str | None = None  # set when a pool on another node ran it
+    served_by: Any = None  # the pool that ran it, when the router fell back from the one it chose
 
 
 def _rows(items: Sequence[WorkItem]) -> int:

@@ -63,10 +63,11 @@ class DataPlane:
         self.router = router
         self.accounting = accounting
         self.cache = cache
+        self._config_id = settings.fingerprint()
 
     # -- health and metadata -----------------------------------------------------------------
     def server_metadata(self) -> dict:
-        return {"name": "wattgate", "version": __version__, "extensions": EXTENSIONS}
+        return {"name": "wattgate", "version": __version__, "extensions": EXTENSIONS, "config_id": self._config_id}
 
     def ready(self) -> bool:
         return any(m.state == "READY" for m in self.host.models.values())
@@ -139,7 +140,7 @@ class DataPlane:
             item = self._work_item(loaded, variant, request.inputs)
             result = await self.router.execute(pool, loaded, variant, item)
             outputs = [Tensor.from_numpy(n, np.asarray(result.outputs[n])) for n in output_names]
-            return outputs, Executed(outputs, result, variant, pool)
+            return outputs, Executed(outputs, result, variant, result.served_by or pool)
 
         cache_status, cache_cost = "off", None
         if self.cache is not None:

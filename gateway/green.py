@@ -9,6 +9,7 @@ to other nodes, or an Open Inference Protocol client for remote servers.
 from __future__ import annotations
 
 import itertools
+from collections import deque
 import logging
 import math
 import time
@@ -53,6 +54,14 @@ class _PoolLoad:
     in_flight: int = 0
     failures: int = 0
     down_until_s: float = 0.0
+    # (time, SLO - RTT) of recent requests routed here: more load must keep the pool within the
+    # tightest of them, or traffic already here starts missing its SLO.
+    budgets: deque = field(default_factory=deque)
+
+    def tightest_budget_ms(self, now: float) -> float:
+        while self.budgets and now - self.budgets[0][0] > self.tau_s:
+            self.budgets.popleft()
+        return min((b for _, b in self.budgets), default=math.inf)
 
     def arrive(self, n: float, now: float) -> None:
         dt = max(now - self.last_s, 1e-6)
@@ -120,6 +129,7 @@ class GreenRouter:
                 load_rps=load.current_rps(now),
                 queue_len=load.in_flight,
                 intensity_stale=stale,
+                tightest_budget_ms=load.tightest_budget_ms(now),
             )
         return RoutingState(self.topology, pools, model_budgets=self.budgets.states(), request_seq=next(self._seq))
 
@@ -136,30 +146,50 @@ class GreenRouter:
             tenant=context.get("tenant") or "default",
             allowed_variants=tuple(v for v in allowed if v in loaded.batchers or v == variant),
         )
-        decision = self.control.policy.choose(request, self._state(time.monotonic()))
+        now = time.monotonic()
+        decision = self.control.policy.choose(request, self._state(now))
+        return decision.variant, self._info(decision, request, now)
+
+    def _info(self, decision, request: RouteRequest, now: float, note: str = "") -> PoolInfo:
         pool = self.topology.pool(decision.pool)
-        info = PoolInfo(
+        rtt = pool.rtt_ms.get(request.client_region)
+        if rtt is not None:
+            budgets = self._load[pool.name].budgets
+            budgets.append((now, request.slo_ms - rtt))
+            if len(budgets) > 4096:
+                budgets.popleft()
+        return PoolInfo(
             name=pool.name,
             region=pool.region,
             hardware=pool.hardware,
             pue=pool.pue,
             profile=self.profiles[pool.hardware],
-            route_reason=decision.route_reason,
+            route_reason=decision.route_reason + note,
+            request=request,
         )
-        return decision.variant, info
 
-    async def execute(self, pool: PoolInfo, loaded: LoadedVersion, variant: str, item) -> WorkResult:
+    async def execute(self, pool: PoolInfo, loaded: LoadedVersion, variant: str, item, fallback_depth: int = 0) -> WorkResult:
         load = self._load[pool.name]
         now = time.monotonic()
         load.arrive(1.0, now)
         load.in_flight += 1
         try:
             result = await self.executors[pool.name].run(loaded, variant, item)
-        except DependencyError:
-            # A remote pool that fails is skipped for a while; the next requests route elsewhere.
+        except DependencyError as exc:
+            # A pool that fails is skipped for a while, and this request falls back to the next best.
             load.failures += 1
             load.down_until_s = time.monotonic() + min(30.0, 2.0 ** min(load.failures, 5))
-            raise
+            if pool.request is None or fallback_depth >= 2:
+                raise
+            log.warning("pool %s failed (%s); falling back", pool.name, exc)
+            now = time.monotonic()
+            decision = self.control.policy.choose(pool.request, self._state(now))
+            if decision.pool == pool.name:
+                raise
+            other = self._info(decision, pool.request, now, note=f" (fallback: {pool.name} failed)")
+            result = await self.execute(other, loaded, decision.variant, item, fallback_depth + 1)
+            result.served_by = result.served_by or other
+            return result
         finally:
             load.in_flight -= 1
         load.failures = 0

@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from models.batching import pad_text_batch
 from models.card import ModelCard
 from models.registry import ModelRegistry
-from models.runtime import OnnxRuntime, RuntimeOptions
+from models.runtime import RuntimeOptions, make_runtime
 from wattgate.errors import ModelNotFound, Unavailable, WattgateError
 from wattgate.settings import ModelsSettings
 
@@ -102,9 +102,10 @@ class ModelHost:
         for variant in wanted:
             _, vcard = card.variant(variant)
             path = self.registry.variant_path(card, variant)
-            runtime = OnnxRuntime(
+            runtime = make_runtime(
                 path,
                 RuntimeOptions(self.hardware, serving.intra_op_threads, serving.inter_op_threads),
+                vcard.precision,
             )
             in_thread = vcard.size_bytes > _INLINE_MAX_BYTES or card.preprocess is not None
             executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"run-{card.name}-{variant}") if in_thread else None

@@ -14,8 +14,6 @@ from pathlib import Path
 
 import numpy as np
 
-from models.registry import ModelRegistry
-
 INPUT_NAME = "pixels"
 
 
@@ -72,6 +70,8 @@ def train_digits_mlp(hidden=(128, 64), seed: int = 0):
 
 
 def build(repository: Path, version: str = "1", force: bool = False) -> Path:
+    from models.registry import ModelRegistry  # mlp_to_onnx alone must import on bare GPU images
+
     registry = ModelRegistry(repository)
     if not force and "digits" in registry.names():
         return registry.variant_path(registry.show("digits"))

@@ -71,3 +71,17 @@ class OnnxRuntime:
                 raise BadRequest(f"the model rejected the input: {exc}") from exc
             raise BackendError(f"inference failed: {exc}") from exc
         return dict(zip(names, results))
+
+
+def make_runtime(path: str | Path, options: RuntimeOptions = RuntimeOptions(), precision: str = "fp32") -> Runtime:
+    """ONNX Runtime wherever it can use the node's hardware; on a GPU node whose onnxruntime has no
+    CUDA provider, PyTorch CUDA through onnx2torch (fp16 when the variant is fp16)."""
+    if options.hardware == "gpu":
+        import onnxruntime as ort
+
+        if not any(p in ort.get_available_providers() for p in _GPU_PROVIDERS):
+            from models.torch_runtime import TorchCudaRuntime, cuda_available
+
+            if cuda_available():
+                return TorchCudaRuntime(path, fp16=precision == "fp16")
+    return OnnxRuntime(path, options)

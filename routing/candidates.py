@@ -139,6 +139,8 @@ class RouteDecision:
     latency_ms: float
     meets_slo: bool
     alternatives: tuple[Candidate, ...] = ()
+    # How energy_j (and so carbon_g) was estimated: the pool curve's "measured" or "modelled".
+    energy_method: str = "modelled"
 
     def fallbacks(self) -> list[str]:
         """Alternative pools in the order to try them if ``pool`` fails."""
@@ -153,6 +155,9 @@ class RouteDecision:
             "variant": self.variant,
             "route_reason": self.route_reason,
             "expected_carbon_g": self.carbon_g,
+            "expected_energy_j": self.energy_j,
+            # An estimate from the pool's energy curve at its current load, not a meter reading.
+            "expected_energy_method": f"curve-{self.energy_method}",
             "expected_latency_ms": None if math.isinf(self.latency_ms) else self.latency_ms,
         }
 

@@ -65,12 +65,12 @@ class _Ranked:
     head = ""
 
     def __init__(self, max_utilisation: float = 0.95, max_queue_len: int = 1000) -> None:
-        if not 0 < float(max_utilisation) <= 1:
+        self.max_utilisation = _number(self.name, "max_utilisation", max_utilisation, float)
+        self.max_queue_len = _number(self.name, "max_queue_len", max_queue_len, int)
+        if not 0 < self.max_utilisation <= 1:
             raise BadRequest(f"{self.name}: max_utilisation must be in (0, 1], got {max_utilisation!r}")
-        if int(max_queue_len) < 0:
+        if self.max_queue_len < 0:
             raise BadRequest(f"{self.name}: max_queue_len must be >= 0, got {max_queue_len!r}")
-        self.max_utilisation = float(max_utilisation)
-        self.max_queue_len = int(max_queue_len)
 
     def params(self) -> dict[str, Any]:
         return {"max_utilisation": self.max_utilisation, "max_queue_len": self.max_queue_len}
@@ -109,6 +109,12 @@ class _Ranked:
         return _decision(self.name, best, by_latency[1:], prefix + reason, False)
 
 
+def _number(policy: str, name: str, value: Any, kind: type) -> Any:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and value != int(value)):
+        raise BadRequest(f"{policy}: {name} must be a{'n integer' if kind is int else ' number'}, got {value!r}")
+    return kind(value)
+
+
 def _ms(latency_ms: float) -> str:
     return "over capacity" if math.isinf(latency_ms) else f"{latency_ms:.0f} ms"
 
@@ -125,6 +131,7 @@ def _decision(policy: str, best: Candidate, alternatives: list[Candidate], reaso
         latency_ms=best.latency_ms,
         meets_slo=meets and best.meets_slo,
         alternatives=tuple(alternatives),
+        energy_method=best.energy_method,
     )
 
 
@@ -228,10 +235,7 @@ class CarbonBudget(LowestCarbon):
 
     def __init__(self, threshold: float = 0.9, **kw: Any) -> None:
         super().__init__(**kw)
-        try:
-            threshold = float(threshold)
-        except (TypeError, ValueError):
-            raise BadRequest(f"carbon-budget: threshold must be a number, got {threshold!r}") from None
+        threshold = _number(self.name, "threshold", threshold, float)
         if not 0 < threshold <= 1:
             raise BadRequest(f"carbon-budget: threshold must be in (0, 1], got {threshold}")
         self.threshold = threshold

@@ -59,19 +59,24 @@ def deploy(ray_serve):
     import httpx
     from ray import serve
 
-    from gateway.app import build_app
+    from gateway.app import absolute_paths, build_app
 
     def _deploy(settings, name: str = "wattgate"):
         serve.run(build_app(settings), name=name, route_prefix="/", blocking=False)
         url = f"http://127.0.0.1:{ray_serve}"
-        deadline = time.time() + 60
-        while time.time() < deadline:
+        want = absolute_paths(settings).fingerprint()
+        deadline = time.time() + 90
+        while time.time() < deadline:  # until every answer comes from the new deployment
             try:
-                if httpx.get(f"{url}/v2/health/ready", timeout=2).status_code == 200:
+                if (
+                    httpx.get(f"{url}/v2", timeout=2).json().get("config_id") == want
+                    and httpx.get(f"{url}/v2/health/ready", timeout=2).status_code == 200
+                    and all(httpx.get(f"{url}/v2", timeout=2).json().get("config_id") == want for _ in range(5))
+                ):
                     return url
-            except httpx.HTTPError:
+            except (httpx.HTTPError, ValueError):
                 pass
             time.sleep(0.3)
-        raise RuntimeError("gateway did not become ready")
+        raise RuntimeError("gateway did not become ready with the new settings")
 
     return _deploy

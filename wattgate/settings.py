@@ -127,6 +127,12 @@ class Settings(BaseSettings):
     pools: dict[str, PoolExecutorSettings] = Field(default_factory=dict)
     budgets: BudgetSettings = BudgetSettings()
 
+    def fingerprint(self) -> str:
+        """A short id of these settings; /v2 reports it, so a redeploy can tell when it has taken effect."""
+        import hashlib
+
+        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:16]
+
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings):
         return (init_settings, env_settings, _YamlSource(settings_cls))

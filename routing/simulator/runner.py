@@ -128,13 +128,13 @@ def format_table(result: SimResult) -> str:
     for label, o in result.policies.items():
         rr = result.vs_baseline(label)
         rows.append(
-            [label, f"{o.carbon_g_per_request * 1e6:.3g}", f"{o.energy_j_per_request * 1e3:.2f}", _ms(o.p99_latency_ms),
+            [label, f"{o.carbon_g_per_request * 1e6:.3f}", f"{o.energy_j_per_request * 1e3:.2f}", _ms(o.p99_latency_ms),
              f"{o.slo_attainment:.4f}", "-" if rr is None else f"{rr:+.1%}", f"{result.vs_oracle(label):+.1%}"]
             + [f"{o.share_by_pool[p]:.0%}" for p in pools]
         )
     o = result.oracle
     rows.append(
-        ["oracle (bound)", f"{result.oracle_bound_carbon_g_per_request * 1e6:.3g}",
+        ["oracle (bound)", f"{result.oracle_bound_carbon_g_per_request * 1e6:.3f}",
          f"{result.oracle_bound_energy_j_per_request * 1e3:.2f}", _ms(o.p99_latency_ms), f"{o.slo_attainment:.4f}", "", ""]
         + [f"{o.share_by_pool[p]:.0%}" for p in pools]
     )

@@ -201,6 +201,8 @@ def build_topology(sc: Scenario) -> Topology:
         )
         rtt = {c.region: c.rtt_ms[p.region] for c in sc.clients}
         pools.append(Pool(p.name, p.region, p.hardware, energy, p.capacity_rps, p.service_ms, rtt, p.pue))
+    if not any(p.serves(sc.request.variant) for p in pools):
+        raise BadRequest(f"no pool serves the requested variant {sc.request.variant!r}")
     return Topology(tuple(pools), tuple(c.region for c in sc.clients))
 
 

@@ -42,6 +42,7 @@ def test_lowest_carbon_picks_the_cleanest_pool_and_explains(topology):
     assert d.fallbacks() == ["gb-arm", "de-x86"]  # ranked by carbon
     params = d.to_parameters()
     assert params["pool"] == "fr-x86" and params["route_reason"] == d.route_reason
+    assert params["expected_energy_method"] == "curve-modelled"
 
 
 def test_pool_that_would_miss_the_slo_is_skipped(topology):
@@ -185,7 +186,8 @@ def test_lowest_carbon_uses_load_dependent_energy():
         return RoutingState(topo, {"fr-gpu": PoolState(56.0, load_rps=load), "fr-cpu": PoolState(56.0, load_rps=load)})
 
     assert lc.choose(r, at(2_000)).pool == "fr-cpu"
-    assert lc.choose(r, at(50_000)).pool == "fr-gpu"
+    gpu = lc.choose(r, at(50_000))
+    assert gpu.pool == "fr-gpu" and gpu.energy_method == "measured"
 
 
 def test_stale_intensity_is_flagged_in_the_reason(topology):
@@ -203,6 +205,10 @@ def test_factory_fails_loudly():
         make_policy("latency-first", max_utilisation=1.5)
     with pytest.raises(BadRequest, match="threshold"):
         make_policy("carbon-budget", threshold=0)
+    with pytest.raises(BadRequest, match="must be a number"):
+        make_policy("lowest-carbon", max_utilisation="high")
+    with pytest.raises(BadRequest, match="must be an integer"):
+        make_policy("round-robin", max_queue_len=2.5)
 
 
 def test_request_validation():

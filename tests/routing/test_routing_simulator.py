@@ -136,6 +136,9 @@ def test_carbon_budget_switches_to_int8_in_the_simulator(small_scenario):
         ({"traces": {"FR": "FR.csv"}}, "no trace"),
         ({"start": "2019-06-01T00:00:00Z"}, "covers"),
         ({"traces": {"FR": "FR.csv", "DE": "missing.csv"}}, "not found"),
+        ({"request": {"variant": "int8"}, "pools": [
+            {"name": "fr-x86", "region": "FR", "hardware": "x86", "capacity_rps": 2500, "service_ms": 8,
+             "energy_by_variant": {"fp32": 0.06}}]}, "no pool serves"),
     ],
 )
 def test_bad_scenarios_fail_loudly(small_scenario, overrides, message):
