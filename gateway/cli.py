@@ -71,17 +71,23 @@ def run(args: argparse.Namespace) -> int:
 
 def serve_forever(settings) -> None:
     stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    start(settings)
-    log.info("wattgate listening on http://%s:%d (proxy: %s)", settings.server.host, settings.server.port, settings.server.proxy)
+
+    def handle_signals() -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stop.set())
+
+    handle_signals()
     try:
+        # ray.init installs its own SIGTERM handler (sys.exit): take the signals back right after it.
+        start(settings, on_ray_started=handle_signals)
+        if not stop.is_set():
+            log.info("wattgate listening on http://%s:%d (proxy: %s)", settings.server.host, settings.server.port, settings.server.proxy)
         stop.wait()
     finally:
         shutdown()
 
 
-def start(settings, ray_address: str | None = None) -> None:
+def start(settings, ray_address: str | None = None, on_ray_started=None) -> None:
     """Start Ray (local unless an address is given), Serve's ingress and the wattgate app."""
     os.environ.update(proxy_env(settings.server.proxy))
     import ray
@@ -99,6 +105,8 @@ def start(settings, ray_address: str | None = None) -> None:
         runtime_env={"env_vars": {"PYTHONPATH": root}},
         ignore_reinit_error=True,
     )
+    if on_ray_started is not None:
+        on_ray_started()
     serve.start(http_options={"host": settings.server.host, "port": settings.server.port})
     serve.run(build_app(settings), name=settings.server.app_name, route_prefix="/", blocking=False)
 

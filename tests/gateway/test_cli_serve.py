@@ -1,0 +1,66 @@
+"""`wattgate serve` runs in the foreground and stops cleanly on SIGTERM, leaving no Ray process behind."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+import yaml
+
+pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_serve_answers_then_stops_cleanly(digits_repository, tmp_path, sig):
+    from tests.conftest import free_port
+
+    port = free_port()
+    cfg = tmp_path / "wattgate.yaml"
+    cfg.write_text(yaml.safe_dump({
+        "server": {"port": port, "state_dir": str(tmp_path / "var")},
+        "models": {"repository": str(digits_repository)},
+    }))
+    proc = subprocess.Popen([sys.executable, "-m", "wattgate.cli", "serve", "--config", str(cfg)], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    family: set[int] = set()
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/v2/models/digits/ready", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert proc.poll() is None, proc.stdout.read()
+            time.sleep(0.5)
+        else:
+            pytest.fail("wattgate serve never became ready")
+        family = {p.pid for p in psutil.Process(proc.pid).children(recursive=True)}
+        assert family, "Ray should have started child processes"
+        proc.send_signal(sig)
+        assert proc.wait(timeout=60) == 0
+        time.sleep(2)
+        alive = [p for p in map(_maybe, family) if p is not None and p.status() != psutil.STATUS_ZOMBIE]
+        assert not alive, [(p.pid, p.name()) for p in alive]
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        for pid in family:  # only what this test started
+            p = _maybe(pid)
+            if p is not None:
+                p.kill()
+
+
+def _maybe(pid: int):
+    try:
+        return psutil.Process(pid)
+    except psutil.NoSuchProcess:
+        return None
