@@ -46,6 +46,7 @@ class EnergyMetrics:
         self.window_requests = registry.gauge(WINDOW_REQUESTS, "Requests in the sliding window", WINDOW_LABELS)
         self._lock = threading.Lock()
         self._window: dict[tuple[str, str], deque[tuple[float, float]]] = {}
+        self._window_j: dict[tuple[str, str], float] = {}  # running sums: a scrape costs O(expired), not O(window)
         self._seen = {"metered": {}, "written_off": {}}
 
     def observe(self, record: LedgerRecord) -> None:
@@ -54,21 +55,31 @@ class EnergyMetrics:
         self.carbon.inc(record.carbon_g, **labels)
         self.requests.inc(1.0, **labels)
         self.request_energy.observe(record.energy_j, **labels)
+        key = (record.model, record.variant)
+        now = self._clock()
         with self._lock:
-            self._window.setdefault((record.model, record.variant), deque()).append((self._clock(), record.energy_j))
-        self.refresh()
+            self._window.setdefault(key, deque()).append((now, record.energy_j))
+            self._window_j[key] = self._window_j.get(key, 0.0) + record.energy_j
+            self._update(key, now - self.window_s)
 
     def refresh(self) -> None:
         """Drop observations older than the window and update its gauges (call before a scrape)."""
         horizon = self._clock() - self.window_s
         with self._lock:
-            for (model, variant), q in self._window.items():
-                while q and q[0][0] < horizon:
-                    q.popleft()
-                energy_j = sum(e for _, e in q)
-                self.window_energy.set(energy_j, model=model, variant=variant)
-                self.window_requests.set(len(q), model=model, variant=variant)
-                self.per_1k.set(1000.0 * energy_j / len(q) if q else 0.0, model=model, variant=variant)
+            for key in self._window:
+                self._update(key, horizon)
+
+    def _update(self, key: tuple[str, str], horizon: float) -> None:
+        """O(expired) per call: the window keeps a running sum instead of re-adding itself."""
+        q = self._window[key]
+        model, variant = key
+        while q and q[0][0] < horizon:
+            self._window_j[key] -= q.popleft()[1]
+        energy_j = max(0.0, self._window_j[key]) if q else 0.0
+        self._window_j[key] = energy_j
+        self.window_energy.set(energy_j, model=model, variant=variant)
+        self.window_requests.set(len(q), model=model, variant=variant)
+        self.per_1k.set(1000.0 * energy_j / len(q) if q else 0.0, model=model, variant=variant)
 
     def observe_attribution(self, totals: AttributionTotals) -> None:
         """Mirror an attributor's books; counters advance by what changed since the last call."""

@@ -39,7 +39,8 @@ class EnergySettings(BaseModel):
     pue: float = Field(default=CCF_PUE["aws"], ge=1.0, le=3.0)
 
     ledger_enabled: bool = True
-    ledger_path: Path = Path("var/ledger.sqlite")
+    # Relative paths are under server.state_dir (default var/): var/ledger.sqlite.
+    ledger_path: Path = Path("ledger.sqlite")
     ledger_flush_interval_s: float = Field(default=1.0, gt=0, le=3600)
     ledger_flush_size: int = Field(default=500, ge=1)
     # Beyond this many unwritten records append() drops (and counts) instead of growing memory.

@@ -24,7 +24,7 @@ def _body(body: bytes) -> dict:
     return doc
 
 
-def routing_routes(control, provider, on_intensity_change=None) -> list:
+def routing_routes(control, provider, on_intensity_change=None, publish=None) -> list:
     """Routes for AdminApi: GET/PUT /v2/admin/routing and PUT /v2/admin/intensity/clock (replay only)."""
 
     async def show(**_):
@@ -43,7 +43,10 @@ def routing_routes(control, provider, on_intensity_change=None) -> list:
         if not isinstance(params, dict):
             raise BadRequest("params must be an object")
         actor = (headers or {}).get("x-actor") or "admin-api"
-        return _json(200, control.set(policy, params, actor=actor[:128]))
+        shown = control.set(policy, params, actor=actor[:128])
+        if publish is not None:  # the other ingress replicas adopt it within a second
+            await publish()
+        return _json(200, shown)
 
     async def set_clock(body=b"", **_):
         clock = getattr(provider, "clock", None)

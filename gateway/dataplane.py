@@ -6,6 +6,7 @@ meter and account -> encode. The HTTP layer only maps paths to these methods and
 
 from __future__ import annotations
 
+import itertools
 import time
 import uuid
 from dataclasses import dataclass
@@ -64,6 +65,9 @@ class DataPlane:
         self.accounting = accounting
         self.cache = cache
         self._config_id = settings.fingerprint()
+        # Request ids unique per replica without a uuid4 (os.urandom) per request.
+        self._id_prefix = uuid.uuid4().hex[:12]
+        self._ids = itertools.count(1)
 
     # -- health and metadata -----------------------------------------------------------------
     def server_metadata(self) -> dict:
@@ -152,7 +156,7 @@ class DataPlane:
             outputs = outcome.outputs
         else:
             outputs, executed = await compute()
-        request_id = request.id or uuid.uuid4().hex
+        request_id = request.id or f"{self._id_prefix}-{next(self._ids)}"
         latency_ms = (time.perf_counter() - started) * 1000
         params = self.accounting.account(
             card=card, executed=executed, cache_status=cache_status, latency_ms=latency_ms,
@@ -200,6 +204,10 @@ def _parameter_headers(params: dict[str, Any]) -> dict[str, str]:
     for key, header in _HEADER_NAMES.items():
         if key in params and params[key] is not None:
             value = params[key]
-            text = f"{value:.6g}" if isinstance(value, float) else str(value)
-            out[header] = text.translate(_ASCII).encode("ascii", "replace").decode("ascii")
+            if isinstance(value, float):
+                out[header] = f"{value:.6g}"
+            elif key == "route_reason":  # the only free text
+                out[header] = value.translate(_ASCII).encode("ascii", "replace").decode("ascii")
+            else:
+                out[header] = str(value)
     return out

@@ -154,12 +154,13 @@ def _json_array(data: Any, name: str, datatype: str, dtype: np.dtype, count: int
         arr = np.empty(count, dtype=np.object_)
         arr[:] = [v.encode("utf-8") for v in flat]
         return arr
+    kinds = set(map(type, flat))  # one C-level pass instead of an isinstance() per element
     if datatype == "BOOL":
-        if not all(isinstance(v, bool) for v in flat):
+        if kinds - {bool}:
             raise BadRequest(f"input {name!r}: BOOL data must be true/false")
-    elif any(isinstance(v, (bool, str)) or not isinstance(v, (int, float)) for v in flat):
+    elif kinds - {int, float}:
         raise BadRequest(f"input {name!r}: {datatype} data must be numbers")
-    elif dtype.kind in "iu" and any(isinstance(v, float) for v in flat):
+    elif dtype.kind in "iu" and float in kinds:
         raise BadRequest(f"input {name!r}: {datatype} data must be integers")
     try:
         with np.errstate(over="raise", invalid="raise"):

@@ -32,9 +32,12 @@ class GatewayParts:
     cache: Any
     intensity: IntensitySnapshot
     router: Any
+    sync: Any = None
 
     def start_background(self) -> None:
         self.intensity.start()
+        if self.sync is not None:
+            self.sync.start()
 
     def close(self) -> None:
         for state in self.host.models.values():
@@ -92,8 +95,7 @@ def _ledger(settings: Settings):
     es = settings.energy
     if not es.ledger_enabled:
         return None
-    path = es.ledger_path if es.ledger_path.is_absolute() else settings.server.state_dir / es.ledger_path
-    return EnergyLedger(path, flush_interval_s=es.ledger_flush_interval_s, flush_size=es.ledger_flush_size, max_pending=es.ledger_max_pending)
+    return EnergyLedger(settings.ledger_file(), flush_interval_s=es.ledger_flush_interval_s, flush_size=es.ledger_flush_size, max_pending=es.ledger_max_pending)
 
 
 def _router(settings: Settings, intensity_provider, pool_handles: dict[str, Any], metrics: MetricsRegistry):
@@ -149,7 +151,7 @@ def _curve_energy(pool, load_of):
     return energy
 
 
-def build_gateway(settings: Settings, pool_handles: dict[str, Any] | None = None) -> GatewayParts:
+def build_gateway(settings: Settings, pool_handles: dict[str, Any] | None = None, with_sync: bool = True) -> GatewayParts:
     from energy.coefficients import DEFAULT_PROFILE_FOR_CLASS, get_profile
     from energy.metrics import EnergyMetrics
     from routing.intensity.factory import make_provider
@@ -172,11 +174,37 @@ def build_gateway(settings: Settings, pool_handles: dict[str, Any] | None = None
     dataplane = DataPlane(settings, host, router, accounting, cache=cache)
     from gateway.admin_routing import routing_routes
 
-    admin = AdminApi(host.registry, host, extra_routes=routing_routes(control, provider, intensity.refresh))
+    def snapshot() -> dict:
+        accounting.refresh_metrics()
+        return metrics.snapshot()
+
+    sync = _replica_sync(settings, control, host, snapshot) if with_sync else None
+    admin = AdminApi(
+        host.registry, host,
+        broadcast=sync.publish_model if sync else None,
+        extra_routes=routing_routes(control, provider, intensity.refresh, sync.publish_routing if sync else None),
+    )
 
     async def metrics_text() -> str:
-        accounting.refresh_metrics()
-        return render(metrics.snapshot())
+        from energy.metrics import recompute_joules_per_1k
+        from wattgate.metrics import merge
+
+        if sync is None:
+            return render(snapshot())
+        try:  # the whole gateway's totals: every ingress replica's latest snapshot
+            return render(recompute_joules_per_1k(merge(await sync.gateway_snapshots())))
+        except Exception as exc:
+            log.warning("metrics from other replicas unavailable (%s); this replica only", exc)
+            return render(snapshot())
 
     api = HttpApi(dataplane, admin, metrics_text)
-    return GatewayParts(settings, host.registry, host, dataplane, api, metrics, accounting, cache, intensity, router)
+    return GatewayParts(settings, host.registry, host, dataplane, api, metrics, accounting, cache, intensity, router, sync)
+
+
+def _replica_sync(settings: Settings, control, host: ModelHost, snapshot):
+    from gateway.control import ReplicaSync
+
+    def apply_model(name: str, action: str) -> None:
+        host.load(name) if action == "load" else host.unload(name)
+
+    return ReplicaSync(f"wattgate-control-{settings.fingerprint()}", control, apply_model, snapshot)

@@ -10,7 +10,7 @@ import asyncio
 import json
 import time
 from dataclasses import asdict, dataclass
-from typing import Callable
+from typing import Callable, Mapping
 
 import numpy as np
 
@@ -36,7 +36,11 @@ async def run_load(
     concurrency: int,
     duration_s: float,
     warmup_s: float = 1.0,
+    on_window: Callable[[str], None] | None = None,
+    observe: Callable[[int, Mapping[str, str]], None] | None = None,
 ) -> LoadResult:
+    """``on_window("start")`` / ``("end")`` run when the measured window opens and closes (to sample
+    server CPU time); ``observe(status, headers)`` sees each measured response."""
     import aiohttp
 
     latencies: list[float] = []
@@ -58,7 +62,9 @@ async def run_load(
                 async with session.post(url, data=body, headers=headers) as resp:
                     await resp.read()
                     status = str(resp.status)
-            except aiohttp.ClientError as exc:
+                    if observe is not None and t0 >= deadline_warm:
+                        observe(resp.status, resp.headers)
+            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
                 status = type(exc).__name__
             t1 = time.perf_counter()
             if t0 >= deadline_warm:
@@ -66,7 +72,11 @@ async def run_load(
                 statuses[status] = statuses.get(status, 0) + 1
 
     connector = aiohttp.TCPConnector(limit=concurrency, force_close=False)
-    async with aiohttp.ClientSession(connector=connector) as session:
+    loop = asyncio.get_running_loop()
+    if on_window is not None:
+        loop.call_at(loop.time() + (deadline_warm - time.perf_counter()), on_window, "start")
+        loop.call_at(loop.time() + (deadline - time.perf_counter()), on_window, "end")
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=120)) as session:
         await asyncio.gather(*(worker(session) for _ in range(concurrency)))
     n = len(latencies)
     lat = np.array(latencies) if latencies else np.array([float("nan")])

@@ -112,6 +112,16 @@ class RoutingControl:
                 "history": list(copy.deepcopy(self._history)),
             }
 
+    def adopt(self, data: Mapping[str, Any]) -> bool:
+        """Take another replica's state if it is newer than ours; True if anything changed."""
+        other = RoutingControl.from_dict(data, clock=self._clock)
+        with self._lock:
+            if other._version <= self._version:
+                return False
+            self._policy, self._params, self._active = other._policy, other._params, other._active
+            self._history, self._version, self._changed_at = other._history, other._version, other._changed_at
+        return True
+
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], clock: Callable[[], datetime] = _utcnow) -> "RoutingControl":
         if not isinstance(data, Mapping) or "policy" not in data:

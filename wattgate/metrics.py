@@ -35,9 +35,13 @@ class _Child:
 
     def _key(self, labels: dict[str, str] | None) -> LabelValues:
         labels = labels or {}
-        if set(labels) != set(self._family.labels):
-            raise ValueError(f"{self._family.name} takes labels {self._family.labels}, got {sorted(labels)}")
-        return tuple(str(labels[k]) for k in self._family.labels)
+        names = self._family.labels
+        try:  # on the request path: no set() building, a missing or extra label still raises
+            if len(labels) != len(names):
+                raise KeyError
+            return tuple(str(labels[k]) for k in names)
+        except KeyError:
+            raise ValueError(f"{self._family.name} takes labels {names}, got {sorted(labels)}") from None
 
 
 class Counter(_Child):

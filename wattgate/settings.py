@@ -16,6 +16,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from cache.settings import CacheSettings
 from energy.settings import EnergySettings
+from loadtests.settings import LoadtestSettings
 from routing.intensity.settings import IntensitySettings
 from routing.settings import RoutingSettings
 from wattgate.errors import BadRequest
@@ -126,6 +127,12 @@ class Settings(BaseSettings):
     # Executors for the topology's pools, by pool name; pools not named here run locally.
     pools: dict[str, PoolExecutorSettings] = Field(default_factory=dict)
     budgets: BudgetSettings = BudgetSettings()
+    loadtest: LoadtestSettings = LoadtestSettings()
+
+    def ledger_file(self) -> Path:
+        """The energy ledger: ``energy.ledger_path``, relative to ``server.state_dir`` unless absolute."""
+        path = self.energy.ledger_path
+        return path if path.is_absolute() else self.server.state_dir / path
 
     def fingerprint(self) -> str:
         """A short id of these settings; /v2 reports it, so a redeploy can tell when it has taken effect."""
@@ -137,7 +144,7 @@ class Settings(BaseSettings):
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings):
         return (init_settings, env_settings, _YamlSource(settings_cls))
 
-    @field_validator("cache", "energy", "routing", "intensity", "pools", "budgets", mode="before")
+    @field_validator("cache", "energy", "routing", "intensity", "pools", "budgets", "loadtest", mode="before")
     @classmethod
     def _none_is_empty(cls, v):
         return {} if v is None else v

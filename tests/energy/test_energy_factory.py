@@ -45,7 +45,7 @@ def test_settings_validate_and_build_a_meter(tmp_path):
     s = EnergySettings(meter="cpu-time-model", hardware_profile="aws-graviton2", vcpus_reserved=0.5)
     meter = meter_from_settings(s, clock=FakeClock())
     assert isinstance(meter, CpuTimeModelMeter) and meter.vcpus_reserved == 0.5 and meter.profile.name == "aws-graviton2"
-    assert EnergySettings().ledger_path.as_posix() == "var/ledger.sqlite"
+    assert EnergySettings().ledger_path.as_posix() == "ledger.sqlite"
     for bad in ({"meter": "wattmeter"}, {"hardware_profile": "pentium"}, {"vcpus_reserved": 0}, {"pue": 0.5},
                 {"device_share": 1.5}, {"auto_order": ()}, {"unknown_field": 1}):
         with pytest.raises(ValidationError):

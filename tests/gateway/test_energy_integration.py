@@ -80,7 +80,7 @@ def test_per_request_energy_is_conserved_and_matches_metrics_and_ledger(gateway)
     assert after["wattgate_requests_total"] - before.get("wattgate_requests_total", 0) == 240
 
     time.sleep(1.0)  # the ledger writes off the request path, in batches
-    ledger = EnergyLedger(state / "var" / "ledger.sqlite", background=False)
+    ledger = EnergyLedger(state / "ledger.sqlite", background=False)
     try:
         ids = {r.request_id for r in ledger.records(limit=None)}
         assert {f"req-{i}" for i in range(240)} <= ids
