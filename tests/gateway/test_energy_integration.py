@@ -36,6 +36,7 @@ def gateway(deploy, digits_repository, tmp_path_factory):
         server={"state_dir": str(state), "region": "FR"},
         cache={"enabled": False},
         energy={"meter": "cpu-time-model", "ledger_flush_interval_s": 0.2},
+        routing={"topology_file": str(state / "no-topology.yaml")},  # one local pool in server.region
     )
     return deploy(settings), state
 
