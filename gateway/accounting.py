@@ -59,6 +59,7 @@ class IntensitySnapshot:
         self.regions = list(regions)
         self.refresh_s = refresh_s
         self.readings: dict[str, Any] = {}
+        self.generation = 0  # bumps when any region's value changes: cached routing decisions expire
         self.refresh()  # first values at start-up (cached/static/replay: fast)
         self._task: asyncio.Task | None = None
 
@@ -68,7 +69,11 @@ class IntensitySnapshot:
 
     def _read(self, region: str) -> None:
         try:
-            self.readings[region] = self.provider.current(region)
+            reading = self.provider.current(region)
+            old = self.readings.get(region)
+            if old is None or old.intensity_g_per_kwh != reading.intensity_g_per_kwh or old.stale != reading.stale:
+                self.generation += 1
+            self.readings[region] = reading
         except Exception as exc:  # a provider must never break serving; keep the last reading
             log.warning("intensity for %s unavailable: %s", region, exc)
 

@@ -110,6 +110,7 @@ class GreenRouter:
         slo_ms: float,
         default_client_region: str,
         budgets: BudgetTracker | None = None,
+        decision_ttl_s: float = 0.1,
     ) -> None:
         missing = [p.name for p in topology.pools if p.name not in executors]
         if missing:
@@ -124,6 +125,8 @@ class GreenRouter:
         self.budgets = budgets or BudgetTracker({}, 3600)
         self._load = {p.name: _PoolLoad() for p in topology.pools}
         self._seq = itertools.count()
+        self._decisions: dict = {}
+        self.decision_ttl_s = decision_ttl_s
 
     def _state(self, now: float) -> RoutingState:
         pools = {}
@@ -154,8 +157,23 @@ class GreenRouter:
             allowed_variants=tuple(v for v in allowed if v in loaded.batchers or v == variant),
         )
         now = time.monotonic()
-        decision = self.control.policy.choose(request, self._state(now))
+        policy = self.control.policy
+        # Observed state moves on a scale of seconds (load is an EWMA over ~5 s, intensity over
+        # minutes), so a decision is reused for up to decision_ttl_s instead of scoring every pool
+        # for every request. Round-robin rotates per request and is never reused.
+        key = (request, self.control.version, self.intensity.generation)
+        cached = self._decisions.get(key) if policy.name != "round-robin" else None
+        if cached is not None and now - cached[0] < self.decision_ttl_s and self._healthy(cached[1].pool, now):
+            decision = cached[1]
+        else:
+            decision = policy.choose(request, self._state(now))
+            if len(self._decisions) > 1024:
+                self._decisions.clear()
+            self._decisions[key] = (now, decision)
         return decision.variant, self._info(decision, request, now)
+
+    def _healthy(self, pool: str, now: float) -> bool:
+        return now >= self._load[pool].down_until_s
 
     def _info(self, decision, request: RouteRequest, now: float, note: str = "") -> PoolInfo:
         pool = self.topology.pool(decision.pool)
