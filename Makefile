@@ -43,6 +43,7 @@ test-fast: $(VENV)/.dev-installed
 
 bench: $(VENV)/.dev-installed .venv-triton/.installed $(REPO)/digits/1/card.json
 	$(PY) -m loadtests.bench
+	$(PY) -m loadtests.bench_cache
 
 loadtest: $(VENV)/.dev-installed $(REPO)/digits/1/card.json
 	$(VENV)/bin/wattgate loadtest
