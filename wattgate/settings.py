@@ -17,6 +17,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from cache.settings import CacheSettings
 from energy.settings import EnergySettings
 from loadtests.settings import LoadtestSettings
+from optimizers.settings import OptimizersSettings
 from routing.intensity.settings import IntensitySettings
 from routing.settings import RoutingSettings
 from wattgate.errors import BadRequest
@@ -128,6 +129,7 @@ class Settings(BaseSettings):
     pools: dict[str, PoolExecutorSettings] = Field(default_factory=dict)
     budgets: BudgetSettings = BudgetSettings()
     loadtest: LoadtestSettings = LoadtestSettings()
+    optimizers: OptimizersSettings = OptimizersSettings()
 
     def ledger_file(self) -> Path:
         """The energy ledger: ``energy.ledger_path``, relative to ``server.state_dir`` unless absolute."""
@@ -144,7 +146,7 @@ class Settings(BaseSettings):
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings):
         return (init_settings, env_settings, _YamlSource(settings_cls))
 
-    @field_validator("cache", "energy", "routing", "intensity", "pools", "budgets", "loadtest", mode="before")
+    @field_validator("cache", "energy", "routing", "intensity", "pools", "budgets", "loadtest", "optimizers", mode="before")
     @classmethod
     def _none_is_empty(cls, v):
         return {} if v is None else v

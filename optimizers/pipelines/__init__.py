@@ -1,0 +1,1 @@
+"""End-to-end optimization pipelines (digits, minilm) that register their variants."""

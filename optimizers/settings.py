@@ -1,0 +1,95 @@
+"""Typed settings of the optimizers: where runs go, how they are metered, and what each pipeline trains."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+BATCH_SIZES = (1, 8, 32, 64)
+
+
+class ProfileSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    batch_sizes: tuple[int, ...] = BATCH_SIZES
+    # Each batch size runs until both floors are met, so tiny models are not timed on a handful of calls.
+    min_calls: int = Field(5, ge=1)
+    min_time_s: float = Field(0.5, gt=0)
+    warmup_calls: int = Field(2, ge=0)
+    threads: int = Field(1, ge=1, le=256)
+    # Energy profile (energy/coefficients.py) that the measured host is modelled as.
+    host_profile: str = "aws-x86"
+    # Hardware classes that cannot be measured here get modelled entries from these profiles.
+    modelled_profiles: dict[str, str] = Field(default_factory=lambda: {"arm": "aws-graviton2", "gpu": "nvidia-a10g"})
+
+    @field_validator("batch_sizes")
+    @classmethod
+    def _batches(cls, v: tuple[int, ...]) -> tuple[int, ...]:
+        if not v or any(b < 1 for b in v):
+            raise ValueError("batch_sizes must be positive and non-empty")
+        return tuple(sorted(set(v)))
+
+
+class DigitsSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    seeds: int = Field(5, ge=1, le=50)
+    student_hidden: tuple[int, ...] = (64,)
+    teacher_hidden: tuple[int, ...] = (128, 64)
+    epochs: int = Field(300, ge=1)
+    lr: float = Field(3e-3, gt=0)
+    batch_size: int = Field(64, ge=1)
+    # Early stopping: epochs without a better validation accuracy before training stops.
+    patience: int = Field(100, ge=1)
+    temperature: float = Field(4.0, gt=0)
+    alpha: float = Field(0.7, ge=0, le=1)
+    # Mixup strength (Beta(m, m)) for the KD student: the teacher labels the mixed inputs.
+    mixup: float = Field(0.4, ge=0)
+    # Fraction of hidden units structured pruning keeps, before fine-tuning.
+    prune_keep: float = Field(0.5, gt=0, le=1)
+    search_widths: tuple[int, ...] = (16, 32, 64, 128)
+    search_depths: tuple[int, ...] = (1, 2)
+
+
+class MinilmSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    train_sentences: int = Field(9000, ge=10)
+    heldout_sentences: int = Field(500, ge=10)
+    max_length: int = Field(64, ge=8, le=512)
+    # Sequence length the gateway tokenises to (card preprocess).
+    served_max_length: int = Field(128, ge=8, le=512)
+    # One student per entry, registered as ``student-l<N>``: the teacher layers it keeps, in order
+    # (all-MiniLM-L6-v2 has layers 0-5). 4 layers + INT8 is the one that can meet 3x at cosine 0.95.
+    students: tuple[tuple[int, ...], ...] = ((0, 1, 3, 5),)
+    epochs: int = Field(6, ge=1)
+    batch_size: int = Field(32, ge=1)
+    lr: float = Field(2e-4, gt=0)
+    # Weight of the per-token hidden-state term next to the sentence-embedding term.
+    token_weight: float = Field(1.0, ge=0)
+    bench_batch: int = Field(32, ge=1)
+
+    @field_validator("students")
+    @classmethod
+    def _students(cls, v: tuple[tuple[int, ...], ...]) -> tuple[tuple[int, ...], ...]:
+        if not v or any(not layers or any(not 0 <= i <= 5 for i in layers) for layers in v):
+            raise ValueError("students need at least one non-empty list of teacher layers in 0..5")
+        if len({len(layers) for layers in v}) != len(v):
+            raise ValueError("students are named by depth (student-l<N>): give each a different number of layers")
+        return v
+
+
+class OptimizersSettings(BaseModel):
+    """Settings of ``wattgate optimize``; composed into the global settings as ``optimizers``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    repository: Path = Path("model_repository")
+    # Run outputs and the step cache (git-ignored).
+    work_dir: Path = Path("var/optimize")
+    # Torch threads: the machine is shared, and the 1-thread numbers are the ones we report.
+    torch_threads: int = Field(1, ge=1, le=256)
+    profile: ProfileSettings = ProfileSettings()
+    digits: DigitsSettings = DigitsSettings()
+    minilm: MinilmSettings = MinilmSettings()

