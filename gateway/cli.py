@@ -84,7 +84,7 @@ def serve_forever(settings) -> None:
             log.info("wattgate listening on http://%s:%d (proxy: %s)", settings.server.host, settings.server.port, settings.server.proxy)
         stop.wait()
     finally:
-        shutdown()
+        shutdown(settings.energy.ledger_flush_interval_s + 0.5)
 
 
 def start(settings, ray_address: str | None = None, on_ray_started=None) -> None:
@@ -111,8 +111,17 @@ def start(settings, ray_address: str | None = None, on_ray_started=None) -> None
     serve.run(build_app(settings), name=settings.server.app_name, route_prefix="/", blocking=False)
 
 
-def shutdown() -> None:
-    """Stop the local Ray cluster that ``start`` created; Serve's actors and HAProxy go with it."""
+def shutdown(ledger_flush_s: float = 0.0) -> None:
+    """Stop the local Ray cluster that ``start`` created; Serve's actors and HAProxy go with it.
+
+    Replicas write the ledger every ``energy.ledger_flush_interval_s``; waiting one interval first
+    means every response that left before the stop has its record on disk. (Serve's own graceful
+    delete would call the replicas' ``__del__``, but with direct ingress it drains for ~35 s.)
+    """
+    import time
+
     import ray
 
+    if ledger_flush_s > 0 and ray.is_initialized():
+        time.sleep(min(ledger_flush_s, 10.0))
     ray.shutdown()
