@@ -16,7 +16,7 @@ from typing import Any, Sequence
 
 from energy.attribution import EnergyAttributor, RequestEnergy, cache_hit_energy
 from energy.carbon import sci_for_request
-from energy.coefficients import HardwareProfile, get_profile
+from energy.coefficients import HardwareProfile
 from energy.ledger import EnergyLedger, LedgerRecord
 from energy.metrics import EnergyMetrics
 

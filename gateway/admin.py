@@ -17,7 +17,8 @@ from wattgate.errors import BadRequest
 _SEG = r"([^/]+)"
 
 
-def _json(status: int, doc: Any):
+def json_response(status: int, doc: Any) -> tuple[int, dict[str, str], bytes]:
+    """The one way the HTTP layer answers with JSON (datetimes and paths render as strings)."""
     return status, {"content-type": "application/json"}, json.dumps(doc, separators=(",", ":"), default=str).encode()
 
 
@@ -57,10 +58,10 @@ class AdminApi:
             await self._broadcast(name, action)
 
     async def _list(self, **_):
-        return _json(200, {"models": [c.model_dump(mode="json", exclude={"history"}) for c in self.registry.list_models()]})
+        return json_response(200, {"models": [c.model_dump(mode="json", exclude={"history"}) for c in self.registry.list_models()]})
 
     async def _show(self, name, version, **_):
-        return _json(200, self.registry.show(name, version).model_dump(mode="json"))
+        return json_response(200, self.registry.show(name, version).model_dump(mode="json"))
 
     async def _register(self, name, version, query="", body=b"", **_):
         """Body: the ONNX file; query: variant (default fp32), owner, description."""
@@ -77,8 +78,8 @@ class AdminApi:
                     name, version, {variant: path}, owner=params.get("owner", "unknown"), description=params.get("description", "")
                 ),
             )
-        return _json(201, card.model_dump(mode="json"))
+        return json_response(201, card.model_dump(mode="json"))
 
     async def _stage(self, name, version, action, **_):
         card = self.registry.promote(name, version) if action == "promote" else self.registry.retire(name, version)
-        return _json(200, card.model_dump(mode="json", exclude={"history"}))
+        return json_response(200, card.model_dump(mode="json", exclude={"history"}))

@@ -5,13 +5,9 @@ from __future__ import annotations
 import json
 import re
 from datetime import datetime
-from typing import Any
 
+from gateway.admin import json_response as _json
 from wattgate.errors import BadRequest, NotFound
-
-
-def _json(status: int, doc: Any):
-    return status, {"content-type": "application/json"}, json.dumps(doc, separators=(",", ":"), default=str).encode()
 
 
 def _body(body: bytes) -> dict:

@@ -55,7 +55,6 @@ def proxy_env(proxy: str) -> dict[str, str]:
 def run(args: argparse.Namespace) -> int:
     from wattgate.settings import load_settings
 
-    overrides: dict = {}
     settings = load_settings(args.config)
     if args.host or args.port:
         server = settings.server.model_copy(update={k: v for k, v in (("host", args.host), ("port", args.port)) if v})

@@ -126,8 +126,7 @@ class DataPlane:
         body = decode_body(body, headers.get("content-encoding"), limit)
         request = parse_infer_request(body, headers.get("inference-header-content-length"))
         card = loaded.card
-        serving = self.host.settings.serving(name)
-        validate_inputs(request.inputs, card.inputs, serving.max_batch_size)
+        validate_inputs(request.inputs, card.inputs, loaded.serving.max_batch_size)
         requested = select_outputs(request, card.outputs)
         wanted_variant = request.parameters.get("variant")
         if wanted_variant is not None and not isinstance(wanted_variant, str):

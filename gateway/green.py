@@ -23,7 +23,7 @@ from models.card import ModelCard
 from routing.control import RoutingControl
 from routing.policies import BudgetState, PoolState, RouteRequest, RoutingState
 from routing.topology import Topology
-from wattgate.errors import DependencyError, Unavailable
+from wattgate.errors import DependencyError
 
 log = logging.getLogger("wattgate.green")
 
@@ -32,16 +32,6 @@ class PoolExecutor(Protocol):
     """Runs one request on one pool."""
 
     async def run(self, loaded: LoadedVersion, variant: str, item: WorkItem | TextWorkItem) -> WorkResult: ...
-
-
-class LocalExecutor:
-    """A logical pool on this replica's own node: the request runs in-process, no extra hop."""
-
-    async def run(self, loaded, variant, item):
-        batcher = loaded.batchers.get(variant)
-        if batcher is None:
-            raise Unavailable(f"variant {variant!r} of {loaded.card.name!r} is not loaded on this gateway")
-        return await batcher.infer(item)
 
 
 @dataclass

@@ -13,7 +13,7 @@ from models.card import ModelCard
 from models.registry import ModelRegistry
 from models.runtime import RuntimeOptions, make_runtime
 from wattgate.errors import ModelNotFound, Unavailable, WattgateError
-from wattgate.settings import ModelsSettings
+from wattgate.settings import ModelServing, ModelsSettings
 
 log = logging.getLogger("wattgate.host")
 
@@ -40,6 +40,7 @@ def choose_batch_size(profile: dict, hardware: str, default: int) -> int:
 class LoadedVersion:
     card: ModelCard
     batchers: dict[str, object]  # variant -> VariantBatcher
+    serving: ModelServing  # resolved once at load, not merged per request
     preprocessors: dict[str, object] = field(default_factory=dict)
 
 
@@ -135,7 +136,7 @@ class ModelHost:
                     merge=pad_text_batch,
                 ),
             )
-        return LoadedVersion(card, batchers, pre)
+        return LoadedVersion(card, batchers, serving, pre)
 
     def unload(self, name: str) -> None:
         state = self.models.get(name)

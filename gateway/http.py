@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
-import json
 import logging
 import re
 from urllib.parse import unquote
-from typing import Any, Awaitable, Callable
+from typing import Awaitable, Callable
 
-from gateway.admin import AdminApi
+from gateway.admin import AdminApi, json_response as _json
 from gateway.dataplane import DataPlane
 from wattgate.errors import Forbidden, NotFound, Unauthorized, Unavailable, WattgateError
 
@@ -23,10 +22,6 @@ log = logging.getLogger("wattgate.http")
 Response = tuple[int, dict[str, str], bytes]
 _SEG = r"([^/]+)"
 _MODEL = rf"/v2/models/{_SEG}(?:/versions/{_SEG})?"
-
-
-def _json(status: int, doc: Any) -> Response:
-    return status, {"content-type": "application/json"}, json.dumps(doc, separators=(",", ":")).encode()
 
 
 def error_response(exc: WattgateError) -> Response:
@@ -124,8 +119,8 @@ class HttpApi:
         return _json(200, {"name": name, "ready": True})
 
     async def _model_config(self, name, version, **_):
-        card = self.dp.host.resolve(name, version).card
-        serving = self.dp.host.settings.serving(name)
+        loaded = self.dp.host.resolve(name, version)
+        card, serving = loaded.card, loaded.serving
         return _json(200, {"name": card.name, "platform": "onnxruntime_onnx", "max_batch_size": serving.max_batch_size,
                            "dynamic_batching": {"max_queue_delay_microseconds": int(serving.batch_wait_timeout_s * 1e6)},
                            "input": [t.model_dump() for t in card.inputs], "output": [t.model_dump() for t in card.outputs]})

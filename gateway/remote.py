@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 from ray import serve
 
-from gateway.batcher import TextWorkItem, WorkItem, WorkResult
+from gateway.batcher import TextWorkItem, WorkResult
 from wattgate.errors import BadRequest, DependencyError, WattgateError
 
 log = logging.getLogger("wattgate.remote")

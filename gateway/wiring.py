@@ -110,7 +110,8 @@ def _router(settings: Settings, intensity_provider, pool_handles: dict[str, Any]
         pool = PoolInfo("local", settings.server.region, settings.server.hardware, settings.energy.pue, profiles[settings.server.hardware])
         intensity = IntensitySnapshot(intensity_provider, [pool.region])
         return LocalRouter(pool), intensity, None
-    from gateway.green import BudgetTracker, GreenRouter, LocalExecutor
+    from gateway.green import BudgetTracker, GreenRouter
+    from gateway.router import LocalExecutor
     from gateway.remote import HandleExecutor, OipExecutor
     from routing.control import RoutingControl
     from routing.topology import load_topology
