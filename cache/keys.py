@@ -44,11 +44,14 @@ def cache_key(
     _count(h, len(outputs))
     for name in outputs:
         _field(h, name.encode("utf-8"))
-    try:
-        canonical = json.dumps(parameters or {}, sort_keys=True, separators=(",", ":"), allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise BadRequest(f"request parameters are not plain JSON: {exc}") from None
-    _field(h, canonical.encode("utf-8"))
+    if parameters:
+        try:
+            canonical = json.dumps(parameters, sort_keys=True, separators=(",", ":"), allow_nan=False).encode("utf-8")
+        except (TypeError, ValueError) as exc:
+            raise BadRequest(f"request parameters are not plain JSON: {exc}") from None
+    else:
+        canonical = b"{}"
+    _field(h, canonical)
     ordered = sorted(inputs, key=lambda t: t.name)
     _count(h, len(ordered))
     previous = None

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import struct
 from typing import Sequence
 
 import numpy as np
+import orjson
 
 from wattgate.errors import CacheUnavailable, WattgateError
 from wattgate.tensors import DATATYPES, Tensor, deserialize_bytes_tensor, element_count, numpy_dtype
@@ -27,13 +27,12 @@ def encode_outputs(tensors: Sequence[Tensor]) -> bytes:
         # A value that cannot decode would be recomputed and rewritten on every request: refuse it here.
         if t.data.size != count or (t.datatype != "BYTES" and len(p) != count * numpy_dtype(t.datatype).itemsize):
             raise ValueError(f"output {t.name!r}: {len(p)} bytes of data do not fit {t.datatype}{list(t.shape)}")
-    header = json.dumps(
+    header = orjson.dumps(
         [
             {"name": t.name, "datatype": t.datatype, "shape": [int(d) for d in t.shape], "nbytes": len(p)}
             for t, p in zip(tensors, payloads)
-        ],
-        separators=(",", ":"),
-    ).encode("utf-8")
+        ]
+    )
     return b"".join([_PREFIX.pack(MAGIC, FORMAT_VERSION, len(header)), header, *payloads])
 
 
@@ -46,7 +45,7 @@ def decode_outputs(value: bytes) -> list[Tensor]:
         return _decode(memoryview(value))
     except CacheUnavailable:
         raise
-    except (ValueError, TypeError, KeyError, UnicodeDecodeError, struct.error, WattgateError) as exc:
+    except (ValueError, TypeError, KeyError, UnicodeDecodeError, struct.error, WattgateError) as exc:  # orjson's errors are ValueErrors
         raise CacheUnavailable(f"corrupt cache value: {exc}") from exc
 
 
@@ -61,7 +60,7 @@ def _decode(view: memoryview) -> list[Tensor]:
     start = _PREFIX.size
     if header_len > _MAX_HEADER_BYTES or start + header_len > len(view):
         raise CacheUnavailable("corrupt cache value: header length out of range")
-    entries = json.loads(bytes(view[start : start + header_len]).decode("utf-8"))
+    entries = orjson.loads(view[start : start + header_len])
     if not isinstance(entries, list):
         raise CacheUnavailable("corrupt cache value: header is not a list")
     offset = start + header_len

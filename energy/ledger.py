@@ -12,7 +12,8 @@ import logging
 import sqlite3
 import threading
 from collections import deque
-from dataclasses import astuple, dataclass, fields
+from dataclasses import dataclass, fields
+from operator import attrgetter
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -52,6 +53,8 @@ class LedgerRecord:
 
 
 FIELDS = tuple(f.name for f in fields(LedgerRecord))
+# A flat row in column order; dataclasses.astuple deep-copies every field and cost ~10% of a replica's CPU.
+_row = attrgetter(*FIELDS)
 _SQL_TYPES = {
     "time_s": "REAL NOT NULL",
     "batch_size": "INTEGER NOT NULL",
@@ -162,7 +165,7 @@ class EnergyLedger:
                 return 0
             try:
                 self._conn.execute("BEGIN")
-                self._conn.executemany(_INSERT, [astuple(r) for r in batch])
+                self._conn.executemany(_INSERT, [_row(r) for r in batch])
                 self._conn.execute("COMMIT")
             except sqlite3.Error as exc:
                 if self._conn.in_transaction:

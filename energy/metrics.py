@@ -50,20 +50,26 @@ class EnergyMetrics:
         self._seen = {"metered": {}, "written_off": {}}
 
     def observe(self, record: LedgerRecord) -> None:
-        labels = {k: getattr(record, k) for k in LABELS}
-        self.energy.inc(record.energy_j, **labels)
-        self.carbon.inc(record.carbon_g, **labels)
-        self.requests.inc(1.0, **labels)
-        self.request_energy.observe(record.energy_j, **labels)
+        """Per request: the counters and histogram now; the window's gauges on :meth:`refresh`."""
+        series = self.energy.key(**{k: getattr(record, k) for k in LABELS})  # one key for four families
+        self.energy.inc_key(series, record.energy_j)
+        self.carbon.inc_key(series, record.carbon_g)
+        self.requests.inc_key(series, 1.0)
+        self.request_energy.observe_key(series, record.energy_j)
         key = (record.model, record.variant)
         now = self._clock()
         with self._lock:
-            self._window.setdefault(key, deque()).append((now, record.energy_j))
+            q = self._window.get(key)
+            if q is None:
+                q = self._window[key] = deque()
+            q.append((now, record.energy_j))
             self._window_j[key] = self._window_j.get(key, 0.0) + record.energy_j
-            self._update(key, now - self.window_s)
+            horizon = now - self.window_s
+            while q[0][0] < horizon:  # O(expired); memory stays bounded by the window
+                self._window_j[key] -= q.popleft()[1]
 
     def refresh(self) -> None:
-        """Drop observations older than the window and update its gauges (call before a scrape)."""
+        """Drop observations older than the window and set its gauges (call before a scrape)."""
         horizon = self._clock() - self.window_s
         with self._lock:
             for key in self._window:

@@ -46,6 +46,7 @@ class HttpApi:
         self._admin_key = server.admin_api_key.get_secret_value().encode() if server.admin_api_key else None
         self._bound_to_loopback = is_loopback(server.host)
         self._routes: list[tuple[str, re.Pattern, Callable, bool]] = [
+            ("POST", re.compile(_MODEL + "/infer"), self._infer, False),  # the hot path, matched first
             ("GET", re.compile(r"/v2/?"), self._server_meta, False),
             ("GET", re.compile(r"/v2/health/live"), self._live, False),
             ("GET", re.compile(r"/v2/health/ready"), self._ready, False),
@@ -54,7 +55,6 @@ class HttpApi:
             ("GET", re.compile(_MODEL + "/ready"), self._model_ready, False),
             ("GET", re.compile(_MODEL + "/config"), self._model_config, False),
             ("GET", re.compile(_MODEL + "/stats"), self._model_stats, False),
-            ("POST", re.compile(_MODEL + "/infer"), self._infer, False),
             ("GET", re.compile(r"/metrics"), self._metrics, False),
             ("POST", re.compile(r"/v2/repository/index"), self._repo_index, True),
             ("POST", re.compile(rf"/v2/repository/models/{_SEG}/(load|unload)"), self._repo_load, True),

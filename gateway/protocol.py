@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
+import orjson
 
 from models.card import TensorSpec
 from wattgate.errors import BadRequest, PayloadTooLarge
@@ -61,11 +62,10 @@ def decode_body(body: bytes, content_encoding: str | None, max_bytes: int) -> by
 def parse_infer_request(body: bytes, header_length: str | int | None = None) -> InferRequest:
     json_part, binary = _split(body, header_length)
     try:
-        doc = json.loads(json_part)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        # orjson: strict RFC 8259 (no NaN literals), UTF-8 checked, nesting capped; ~5x json's speed.
+        doc = orjson.loads(json_part)
+    except orjson.JSONDecodeError as exc:
         raise BadRequest(f"request body is not valid JSON: {exc}") from None
-    except RecursionError:
-        raise BadRequest("request body nests JSON too deeply") from None
     if not isinstance(doc, dict):
         raise BadRequest("request body must be a JSON object")
     raw_inputs = doc.get("inputs")
@@ -234,7 +234,7 @@ def encode_infer_response(
     parameters: dict[str, Any],
 ) -> tuple[bytes, dict[str, str]]:
     binary_flags = {o.name: o.binary for o in requested}
-    out_docs, blobs = [], []
+    out_docs, blobs, arrays = [], [], []
     for t in outputs:
         doc: dict[str, Any] = {"name": t.name, "datatype": t.datatype, "shape": list(t.shape)}
         if binary_flags.get(t.name):
@@ -243,21 +243,37 @@ def encode_infer_response(
             blobs.append(raw)
         elif t.datatype == "BYTES":
             doc["data"] = [b.decode("utf-8", errors="replace") for b in t.data.reshape(-1)]
-        elif t.datatype == "FP16":
-            doc["data"] = t.data.astype(np.float32).reshape(-1).tolist()
         else:
-            doc["data"] = t.data.reshape(-1).tolist()
+            doc["data"] = _flat(t.data.astype(np.float32) if t.datatype == "FP16" else t.data)
+            arrays.append(doc["data"])
         out_docs.append(doc)
     head: dict[str, Any] = {"model_name": model, "model_version": version, "outputs": out_docs, "parameters": parameters}
     if request_id is not None:
         head["id"] = request_id
-    header = json.dumps(head, separators=(",", ":")).encode()
+    header = _dumps(head, arrays)
     if not blobs:
         return header, {"content-type": "application/json"}
     return header + b"".join(blobs), {
         "content-type": "application/octet-stream",
         "inference-header-content-length": str(len(header)),
     }
+
+
+def _flat(data: np.ndarray) -> np.ndarray:
+    """1-D, contiguous and native-endian: what orjson serialises without a Python list."""
+    flat = np.ascontiguousarray(data.reshape(-1))
+    return flat if flat.dtype.isnative else flat.astype(flat.dtype.newbyteorder("="))
+
+
+def _dumps(doc: dict[str, Any], arrays: list[np.ndarray]) -> bytes:
+    # orjson writes NaN/inf as null; Triton and its clients use json's NaN/Infinity, so keep those.
+    if any(a.dtype.kind == "f" and not np.isfinite(a).all() for a in arrays):
+        return json.dumps(doc, separators=(",", ":"), default=_plain).encode()
+    return orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY, default=str)
+
+
+def _plain(value: Any) -> Any:
+    return value.tolist() if isinstance(value, (np.ndarray, np.generic)) else str(value)
 
 
 __all__ = [

@@ -79,6 +79,7 @@ def gemm_to_matmul(src: Path, dst: Path) -> Path:
 
 def quantize_dynamic_int8(src: str | Path, dst: str | Path, per_channel: bool = True) -> QuantizeReport:
     """Weights to INT8 offline, activations quantized on the fly per batch; no calibration data needed."""
+    import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     src, dst = Path(src), Path(dst)
@@ -88,6 +89,9 @@ def quantize_dynamic_int8(src: str | Path, dst: str | Path, per_channel: bool = 
         quantize_dynamic(
             str(staged), str(dst), per_channel=per_channel, weight_type=QuantType.QInt8,
             op_types_to_quantize=["MatMul", "Attention"],
+            # Fused com.microsoft ops (Attention, SkipLayerNormalization) defeat shape inference;
+            # their outputs are fp32 activations.
+            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
         )
     return QuantizeReport("dynamic-int8", per_channel, src.stat().st_size, dst.stat().st_size,
                           _op_counts(dst, _QUANT_OPS), time.perf_counter() - t0)

@@ -39,16 +39,28 @@ class _Child:
         try:  # on the request path: no set() building, a missing or extra label still raises
             if len(labels) != len(names):
                 raise KeyError
-            return tuple(str(labels[k]) for k in names)
+            values = [labels[k] for k in names]
         except KeyError:
             raise ValueError(f"{self._family.name} takes labels {names}, got {sorted(labels)}") from None
+        for v in values:
+            if type(v) is not str:
+                return tuple(map(str, values))
+        return tuple(values)
+
+    def key(self, **labels: str) -> LabelValues:
+        """The series key for these labels: compute it once when several families share labels."""
+        return self._key(labels)
 
 
 class Counter(_Child):
     def inc(self, amount: float = 1.0, **labels: str) -> None:
         if amount < 0:
             raise ValueError("counters only go up")
-        key = self._key(labels)
+        self.inc_key(self._key(labels), amount)
+
+    def inc_key(self, key: LabelValues, amount: float = 1.0) -> None:
+        if amount < 0:
+            raise ValueError("counters only go up")
         with self._registry._lock:
             s = self._family.series
             s[key] = s.get(key, 0.0) + amount
@@ -69,7 +81,9 @@ class Gauge(_Child):
 
 class Histogram(_Child):
     def observe(self, value: float, **labels: str) -> None:
-        key = self._key(labels)
+        self.observe_key(self._key(labels), value)
+
+    def observe_key(self, key: LabelValues, value: float) -> None:
         fam = self._family
         with self._registry._lock:
             row = fam.series.get(key)

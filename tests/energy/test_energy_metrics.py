@@ -50,6 +50,7 @@ def test_sliding_window_joules_per_1k_requests():
     clock.advance(30)
     for _ in range(10):
         m.observe(rec(0.03))
+    m.refresh()
     assert m.per_1k.value(model="digits", variant="int8") == pytest.approx(20.0)
     clock.advance(45)  # the first ten fall out of the window
     m.refresh()
@@ -67,6 +68,7 @@ def test_merged_replicas_get_a_true_ratio_not_a_sum_of_ratios():
         m = EnergyMetrics(reg, clock=FakeClock())
         for _ in range(n):
             m.observe(rec(energy_j))
+        m.refresh()
         snaps.append(reg.snapshot())
     merged = recompute_joules_per_1k(merge(snaps))
     (key, value), = merged["wattgate_joules_per_1k_requests"]["series"]
