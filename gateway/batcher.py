@@ -1,4 +1,4 @@
-"""Dynamic batching of one model variant on a replica with Ray Serve's ``@serve.batch``.
+"""Dynamic batching of one tensor-model variant on a replica with Ray Serve's ``@serve.batch`` (text: text_batcher.py).
 
 Requests' rows are merged into one runtime call and split back; the batch queue counts rows (not
 requests) so ``max_batch_size`` bounds what the runtime sees. Each batch is charged its energy by
@@ -113,51 +113,3 @@ class TextWorkItem:
     """A text request: one unpadded [1, tokens] array dict per sentence."""
 
     rows: list[dict[str, np.ndarray]]
-
-
-class BucketedBatcher:
-    """Text batching that wastes no compute on padding: sentences queue by token-count bucket."""
-
-    def __init__(self, preprocessor, make_batcher: Callable[[], VariantBatcher], combine_energy: Callable) -> None:
-        self.pre = preprocessor
-        self._make = make_batcher
-        self._combine = combine_energy
-        self.by_bucket: dict[int, VariantBatcher] = {}
-
-    async def infer(self, item: TextWorkItem) -> WorkResult:
-        jobs = []
-        for row in item.rows:
-            tokens = int(row["input_ids"].shape[1])
-            bucket = self.pre.bucket(tokens)
-            batcher = self.by_bucket.get(bucket)
-            if batcher is None:
-                batcher = self.by_bucket[bucket] = self._make()
-            jobs.append(batcher.infer(WorkItem(row, 1, float(tokens))))
-        results = await asyncio.gather(*jobs)
-        outputs = {n: np.concatenate([r.outputs[n] for r in results], axis=0) for n in results[0].outputs}
-        return WorkResult(
-            outputs=outputs,
-            energy=self._combine([r.energy for r in results]),
-            batch_rows=max(r.batch_rows for r in results),
-            batch_requests=max(r.batch_requests for r in results),
-        )
-
-    @property
-    def calls(self) -> int:
-        return sum(b.calls for b in self.by_bucket.values())
-
-    @property
-    def rows_seen(self) -> int:
-        return sum(b.rows_seen for b in self.by_bucket.values())
-
-    @property
-    def batch_sizes(self) -> dict[int, int]:
-        out: dict[int, int] = {}
-        for b in self.by_bucket.values():
-            for k, v in b.batch_sizes.items():
-                out[k] = out.get(k, 0) + v
-        return out
-
-    def close(self) -> None:
-        for b in self.by_bucket.values():
-            b.close()

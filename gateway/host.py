@@ -8,7 +8,6 @@ from typing import Callable
 
 from concurrent.futures import ThreadPoolExecutor
 
-from models.batching import pad_text_batch
 from models.card import ModelCard
 from models.registry import ModelRegistry
 from models.runtime import RuntimeOptions, make_runtime
@@ -34,6 +33,19 @@ def choose_batch_size(profile: dict, hardware: str, default: int) -> int:
         if j is not None and (best is None or j < best[1]):
             best = (int(size), j)
     return min(best[0], default) if best else default
+
+
+def text_batching(profile: dict, hardware: str, serving: ModelServing) -> tuple[int, float]:
+    """Batch cap and padding allowance for a text variant on this hardware.
+
+    Where the profile (real sentences, padded to the longest) has batch 1 cheapest, padding is what
+    loses: batches then only join sentences of equal token count, which pad nothing. Otherwise the
+    profile's best batch size caps batches and ``text_max_pad_fraction`` bounds the padding.
+    """
+    best = choose_batch_size(profile, hardware, serving.max_batch_size)
+    if best == 1 and (profile.get(hardware) or {}).get("batches"):
+        return serving.max_batch_size, 0.0
+    return best, serving.text_max_pad_fraction
 
 
 @dataclass
@@ -108,9 +120,11 @@ class ModelHost:
                 RuntimeOptions(self.hardware, serving.intra_op_threads, serving.inter_op_threads),
                 vcard.precision,
             )
-            in_thread = vcard.size_bytes > _INLINE_MAX_BYTES or card.preprocess is not None
-            executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"run-{card.name}-{variant}") if in_thread else None
-            if card.preprocess is None:
+            text = card.preprocess is not None
+            in_thread = vcard.size_bytes > _INLINE_MAX_BYTES or text
+            workers = serving.max_concurrent_batches if text else 1  # @serve.batch runs one batch at a time
+            executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"run-{card.name}-{variant}") if in_thread else None
+            if not text:
                 batchers[variant] = self._make_batcher(
                     runtime=runtime,
                     max_batch_size=serving.max_batch_size,
@@ -125,17 +139,8 @@ class ModelHost:
                 card.preprocess.max_length,
                 [i.name for i in vcard.inputs],
             )
-            size = choose_batch_size(vcard.energy_profile, self.hardware, serving.max_batch_size)
-            batchers[variant] = self._make_text_batcher(
-                pre[variant],
-                lambda runtime=runtime, size=size, executor=executor: self._make_batcher(
-                    runtime=runtime,
-                    max_batch_size=size,
-                    batch_wait_timeout_s=serving.batch_wait_timeout_s,
-                    executor=executor,
-                    merge=pad_text_batch,
-                ),
-            )
+            size, pad = text_batching(vcard.energy_profile, self.hardware, serving)
+            batchers[variant] = self._make_text_batcher(pre[variant], runtime, size, pad, executor, serving.max_concurrent_batches)
         return LoadedVersion(card, batchers, serving, pre)
 
     def unload(self, name: str) -> None:

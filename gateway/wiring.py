@@ -8,7 +8,7 @@ from typing import Any
 
 from gateway.accounting import GatewayAccounting, IntensitySnapshot, PoolInfo, combine_energy
 from gateway.admin import AdminApi
-from gateway.batcher import BucketedBatcher, VariantBatcher
+from gateway.batcher import VariantBatcher
 from gateway.dataplane import DataPlane
 from gateway.host import ModelHost
 from gateway.http import HttpApi
@@ -61,8 +61,11 @@ def _host(settings: Settings, charge) -> ModelHost:
     def make_batcher(**kw):
         return VariantBatcher(charge=charge, **kw)
 
-    def make_text_batcher(pre, make):
-        return BucketedBatcher(pre, make, combine_energy)
+    def make_text_batcher(pre, runtime, max_batch_size, max_pad_fraction, executor, max_concurrent_batches):
+        from gateway.text_batcher import LengthGroupedBatcher
+
+        return LengthGroupedBatcher(pre, runtime, charge, combine_energy, max_batch_size, max_pad_fraction, executor,
+                                    max_concurrent_batches)
 
     return ModelHost(registry, settings.models, make_batcher, make_text_batcher, hardware=settings.server.hardware)
 

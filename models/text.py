@@ -1,8 +1,8 @@
 """Text in, token ids out: the gateway tokenises BYTES tensors so clients send plain sentences.
 
-Each sentence is tokenised on its own and left unpadded; the batcher groups sentences of similar
-length (buckets), because padding a batch to its longest sentence made batches slower than single
-sentences on this CPU.
+Each sentence is tokenised on its own and left unpadded; the batcher (``gateway/text_batcher.py``)
+groups sentences of equal or near-equal length, because padding a batch to its longest sentence made
+batches slower than single sentences on this CPU.
 """
 
 from __future__ import annotations
@@ -15,9 +15,6 @@ import numpy as np
 from wattgate.errors import BadRequest
 from wattgate.tensors import Tensor
 
-BUCKETS = (8, 16, 32, 64, 128, 256, 512)
-
-
 class TextPreprocessor:
     def __init__(self, tokenizer_file: str | Path, max_length: int, input_names: Sequence[str]) -> None:
         from tokenizers import Tokenizer
@@ -27,7 +24,6 @@ class TextPreprocessor:
         self.tokenizer.enable_truncation(max_length)
         self.max_length = max_length
         self.input_names = list(input_names)
-        self.buckets = tuple(b for b in BUCKETS if b < max_length) + (max_length,)
 
     def rows(self, inputs: Sequence[Tensor]) -> list[dict[str, np.ndarray]]:
         """One dict of [1, tokens] int64 arrays per sentence."""
@@ -48,9 +44,3 @@ class TextPreprocessor:
             }
             out.append({k: v for k, v in arrays.items() if k in self.input_names})
         return out
-
-    def bucket(self, tokens: int) -> int:
-        for b in self.buckets:
-            if tokens <= b:
-                return b
-        return self.buckets[-1]

@@ -48,6 +48,11 @@ class ModelServing(BaseModel):
     batch_wait_timeout_s: float = Field(0.002, ge=0, le=1)
     intra_op_threads: int = Field(1, ge=1, le=256)
     inter_op_threads: int = Field(1, ge=1, le=256)
+    # Text models: batches in flight at once, one worker thread each (2: one runs while the next
+    # forms); a batch may waste at most this share of its tokens on padding (0 when the profile
+    # shows padded batches losing to single sentences).
+    max_concurrent_batches: int = Field(2, ge=1, le=64)
+    text_max_pad_fraction: float = Field(0.1, ge=0, lt=1)
     enabled: bool = True
     # Restrict which variants load; None loads all.
     variants: list[str] | None = None

@@ -1,0 +1,165 @@
+"""Length-grouped continuous batching for text models: no compute spent on padding, no wait when idle.
+
+Sentences queue per variant. Whenever the runtime is free, the oldest waiting sentence anchors a
+batch and takes along the waiting sentences closest to its token count, as long as the padded batch
+wastes at most ``max_pad_fraction`` of its tokens and holds at most ``max_batch_size`` rows. Nothing
+waits on a timer: an idle replica runs a lone sentence at once (batching alone bought nothing on a
+CPU), and under load the queue fills while the previous batch runs, so batches form by themselves.
+The oldest sentence always goes next, so no length starves.
+
+Why not ``@serve.batch`` buckets: fixed buckets (8, 16, 32 tokens) still pad up to 2x inside a bucket,
+and a queue per bucket wakes the event loop per sentence; here one queue feeds one worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from gateway.batcher import TextWorkItem, WorkResult
+from models.batching import pad_text_batch, split_rows
+from models.runtime import Runtime
+from wattgate.errors import WattgateError
+
+
+class _Row:
+    __slots__ = ("tokens", "inputs", "future")
+
+    def __init__(self, tokens: int, inputs: dict[str, np.ndarray], future: asyncio.Future) -> None:
+        self.tokens = tokens
+        self.inputs = inputs
+        self.future = future
+
+
+def take_group(queue: list[_Row], max_rows: int, max_pad_fraction: float) -> list[_Row]:
+    """Remove and return the next batch: the oldest row plus the nearest-length rows that fit."""
+    anchor = queue[0]
+    # Candidates by distance from the anchor's length, oldest first among equals.
+    order = sorted(range(1, len(queue)), key=lambda i: (abs(queue[i].tokens - anchor.tokens), i))
+    chosen = [0]
+    longest, total = anchor.tokens, anchor.tokens
+    for i in order:
+        if len(chosen) >= max_rows:
+            break
+        t = queue[i].tokens
+        new_longest = max(longest, t)
+        padded = new_longest * (len(chosen) + 1)
+        if 1.0 - (total + t) / padded > max_pad_fraction + 1e-12:
+            continue
+        chosen.append(i)
+        longest, total = new_longest, total + t
+    taken = set(chosen)
+    group = [queue[i] for i in sorted(taken)]
+    queue[:] = [r for i, r in enumerate(queue) if i not in taken]
+    return group
+
+
+class LengthGroupedBatcher:
+    """Text batching for one variant: ``infer`` takes a request's sentences, returns their embeddings."""
+
+    def __init__(
+        self,
+        preprocessor: Any,
+        runtime: Runtime,
+        charge: Callable[[Sequence[float]], list[Any]],
+        combine_energy: Callable[[Sequence[Any]], Any],
+        max_batch_size: int,
+        max_pad_fraction: float,
+        executor: ThreadPoolExecutor,
+        max_concurrent_batches: int = 1,
+    ) -> None:
+        if max_batch_size < 1 or max_concurrent_batches < 1 or not 0.0 <= max_pad_fraction < 1.0:
+            raise ValueError("max_batch_size and max_concurrent_batches must be >= 1, max_pad_fraction in [0, 1)")
+        self.pre = preprocessor
+        self.runtime = runtime
+        self._charge = charge
+        self._combine = combine_energy
+        self.max_batch_size = max_batch_size
+        self.max_pad_fraction = max_pad_fraction
+        self.max_concurrent_batches = max_concurrent_batches
+        self._executor = executor
+        self._queue: list[_Row] = []
+        self._running = 0
+        self._tasks: set[asyncio.Task] = set()
+        self.calls = 0  # runtime invocations (Triton's execution_count)
+        self.rows_seen = 0  # sentences inferred (Triton's inference_count)
+        self.batch_sizes: dict[int, int] = {}
+
+    async def infer(self, item: TextWorkItem) -> WorkResult:
+        loop = asyncio.get_running_loop()
+        rows = [_Row(int(r["input_ids"].shape[1]), r, loop.create_future()) for r in item.rows]
+        self._queue.extend(rows)
+        self._start_batches()
+        try:
+            results = await asyncio.gather(*(r.future for r in rows))
+        except BaseException:
+            for r in rows:  # cancelled or failed: queued siblings need not run
+                r.future.cancel()
+            raise
+        outputs = {n: np.concatenate([res.outputs[n] for res in results], axis=0) for n in results[0].outputs}
+        return WorkResult(
+            outputs=outputs,
+            energy=self._combine([res.energy for res in results]),
+            batch_rows=max(res.batch_rows for res in results),
+            batch_requests=max(res.batch_requests for res in results),
+        )
+
+    def _start_batches(self) -> None:
+        while self._queue and self._running < self.max_concurrent_batches:
+            self._queue[:] = [r for r in self._queue if not r.future.done()]  # drop cancelled requests' rows
+            if not self._queue:
+                return
+            group = take_group(self._queue, self.max_batch_size, self.max_pad_fraction)
+            self._running += 1
+            task = asyncio.get_running_loop().create_task(self._run_group(group))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _run_group(self, group: list[_Row]) -> None:
+        try:
+            try:
+                self._deliver(group, await self._run(group))
+            except WattgateError as exc:
+                if len(group) == 1:
+                    _fail(group[0], exc)
+                else:  # one bad sentence must not fail its batch-mates: retry them one by one
+                    for row in group:
+                        try:
+                            self._deliver([row], await self._run([row]))
+                        except WattgateError as one:
+                            _fail(row, one)
+            except BaseException as exc:  # a bug or a cancelled loop: nobody may wait forever
+                for row in group:
+                    _fail(row, exc)
+                if not isinstance(exc, Exception):
+                    raise
+        finally:
+            self._running -= 1
+            self._start_batches()
+
+    async def _run(self, group: list[_Row]) -> list[WorkResult]:
+        merged, sizes = pad_text_batch([r.inputs for r in group])
+        outputs = await asyncio.get_running_loop().run_in_executor(self._executor, self.runtime.run, merged)
+        energies = self._charge([float(r.tokens) for r in group])  # tokens: the share each sentence pays
+        n = len(group)
+        self.calls += 1
+        self.rows_seen += n
+        self.batch_sizes[n] = self.batch_sizes.get(n, 0) + 1
+        return [WorkResult(outputs=o, energy=e, batch_rows=n, batch_requests=n) for o, e in zip(split_rows(outputs, sizes), energies)]
+
+    @staticmethod
+    def _deliver(group: list[_Row], results: list[WorkResult]) -> None:
+        for row, result in zip(group, results):
+            if not row.future.done():
+                row.future.set_result(result)
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False)
+
+
+def _fail(row: _Row, exc: BaseException) -> None:
+    if not row.future.done():
+        row.future.set_exception(exc)
