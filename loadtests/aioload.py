@@ -38,9 +38,11 @@ async def run_load(
     warmup_s: float = 1.0,
     on_window: Callable[[str], None] | None = None,
     observe: Callable[[int, Mapping[str, str]], None] | None = None,
+    method: str = "POST",
 ) -> LoadResult:
     """``on_window("start")`` / ``("end")`` run when the measured window opens and closes (to sample
-    server CPU time); ``observe(status, headers)`` sees each measured response."""
+    server CPU time); ``observe(status, headers)`` sees each measured response. ``method="GET"`` sends
+    no body (``make_request``'s body is ignored)."""
     import aiohttp
 
     latencies: list[float] = []
@@ -59,7 +61,7 @@ async def run_load(
             body, headers = make_request(counter)
             t0 = time.perf_counter()
             try:
-                async with session.post(url, data=body, headers=headers) as resp:
+                async with session.request(method, url, data=body if method != "GET" else None, headers=headers) as resp:
                     await resp.read()
                     status = str(resp.status)
                     if observe is not None and t0 >= deadline_warm:

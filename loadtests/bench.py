@@ -23,7 +23,7 @@ from typing import Callable
 import numpy as np
 
 from loadtests.aioload import digits_json_request, run_load
-from loadtests.bench_report import Cell, add_ratios, finish, render_table, write_json
+from loadtests.bench_report import Cell, add_ratios, finish, render_table, text_target, write_json
 from loadtests.bench_systems import (
     LABELS, BenchModel, RunningSystem, discover_models, feature_skip, start_rayserve, start_triton, start_uvicorn,
     start_wattgate,
@@ -220,6 +220,16 @@ def settings_from(args) -> BenchSettings:
     return BenchSettings(**update)
 
 
+def _quality(repository: Path, model: str, variant: str) -> str:
+    from models.registry import ModelRegistry
+
+    try:
+        q = ModelRegistry(repository).show(model).variants[variant].quality
+    except Exception:  # a missing model or variant: the ratio still stands, without its quality
+        return "unknown"
+    return f"mean {q.get('cosine_mean')}, p5 {q.get('cosine_p5')}"
+
+
 def main(argv=None) -> int:
     from loadtests.bench_report import ENERGY_METHOD
     from loadtests.plots import plot_bench
@@ -240,8 +250,13 @@ def main(argv=None) -> int:
     add_ratios(cells)
     where = machine()
     print(render_table(cells, where))
+    target = text_target(cells)
+    if target:
+        quality = _quality(args.repository, "minilm", "int8")
+        print(f"text: wattgate minilm int8 (cosine to fp32 {quality}) / plain Ray Serve minilm fp32 @serve.batch("
+              f"{s.max_batch_size}): " + ", ".join(f"{x:.2f}x at concurrency {c}" for c, x in target.items()))
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    meta = {"machine": where, "settings": s.model_dump(mode="json"), "energy_method": ENERGY_METHOD,
+    meta = {"text_target_x_naive_fp32": target, "machine": where, "settings": s.model_dump(mode="json"), "energy_method": ENERGY_METHOD,
             "load_generator": "loadtests.aioload (aiohttp, closed loop)", "wall_s": time.perf_counter() - started}
     path = write_json(cells, meta, s.results_dir / f"bench-{stamp}.json")
     png = None if args.no_plot else plot_bench([c.to_dict() for c in cells], s.results_dir / f"bench-{stamp}.png")

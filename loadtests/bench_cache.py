@@ -1,30 +1,104 @@
-"""Cache hits against misses through a real gateway: the same digits requests, all-hit then all-miss.
+"""Cache hits against misses through a real gateway, with the floor no hit can beat.
 
     python -m loadtests.bench_cache [--concurrency 32] [--duration 8] [--cache-url redis://...]
 
-Starts wattgate with the cache on (in-process LRU, or Redis with ``--cache-url``), warms N distinct
-inputs, then measures a closed-loop aiohttp load that only repeats them (every request a hit) and one
-where every request carries a fresh input (every request a miss). Prints one table, writes JSON.
+Starts wattgate with the cache on (in-process LRU, or Redis with ``--cache-url``) and measures, with a
+closed-loop aiohttp load at one concurrency:
+
+- ``floor``: ``GET /v2/health/live`` on the same gateway: HTTP, HAProxy and Ray Serve with no work at
+  all. No cache hit can be cheaper, so ``floor / miss`` bounds what a cache can gain on this machine.
+- ``digits hit`` / ``digits miss``: N distinct images warmed, then repeated (every request a hit);
+  then a fresh image per request (every request a miss: lookup, in-flight marker, model, store).
+- ``minilm hit`` / ``minilm miss`` (when the repository has minilm): the same with sentences, where
+  the model, not the serving stack, is most of a miss.
+
+Each cell reports req/s, latency and CPU per request: the gateway's process tree (Ray, HAProxy
+and the replica) and the load generator's own. Prints one table, writes JSON.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
 from loadtests.aioload import run_load
-from loadtests.bench_systems import ROOT, start_wattgate
+from loadtests.bench_systems import ROOT, discover_models, start_wattgate
+from loadtests.payloads import SENTENCES
+from loadtests.procs import ProcessTreeCpu
 from loadtests.settings import BenchSettings
 
+JSON = {"content-type": "application/json"}
+Request = Callable[[int], tuple[bytes, dict[str, str]]]
 
-def _body(x: np.ndarray) -> bytes:
+
+@dataclass
+class CacheCell:
+    name: str
+    url: str
+    make: Request
+    method: str = "POST"
+
+
+def digits_body(x: np.ndarray) -> bytes:
     return json.dumps({"inputs": [{"name": "pixels", "datatype": "FP32", "shape": [1, 64], "data": x.reshape(-1).tolist()}]}).encode()
+
+
+def text_body(sentence: str, variant: str) -> bytes:
+    return json.dumps({"inputs": [{"name": "text", "datatype": "BYTES", "shape": [1], "data": [sentence]}],
+                       "parameters": {"variant": variant}}).encode()
+
+
+def cells_for(base: str, minilm_variant: str | None, warm_n: int = 256) -> tuple[list[CacheCell], list[bytes]]:
+    """The cells, and the bodies to send once beforehand so that the hit cells only hit."""
+    rng = np.random.default_rng(0)
+    digits_url = f"{base}/v2/models/digits/infer"
+    warm = [digits_body(rng.integers(0, 17, (1, 64)).astype(np.float32)) for _ in range(warm_n)]
+    # Fresh images: integer pixels like the warm ones (same parse cost), never repeated in a run.
+    fresh = (digits_body(x) for x in (rng.integers(0, 17, (1, 64)).astype(np.float32) for _ in itertools.count()))
+    cells = [
+        CacheCell("floor", f"{base}/v2/health/live", lambda i: (b"", {}), "GET"),
+        CacheCell("digits hit", digits_url, lambda i: (warm[i % len(warm)], JSON)),
+        CacheCell("digits miss", digits_url, lambda i: (next(fresh), JSON)),
+    ]
+    warm_text: list[bytes] = []
+    if minilm_variant:
+        text_url = f"{base}/v2/models/minilm/infer"
+        warm_text = [text_body(s, minilm_variant) for s in SENTENCES]
+        # A miss: a real sentence made unique by a counter, so every request runs the model.
+        counter = itertools.count()
+        cells += [
+            CacheCell("minilm hit", text_url, lambda i: (warm_text[i % len(warm_text)], JSON)),
+            CacheCell("minilm miss", text_url, lambda i: (
+                text_body(f"{SENTENCES[i % len(SENTENCES)]} ({next(counter)})", minilm_variant), JSON)),
+        ]
+    return cells, [(digits_url, b) for b in warm] + [(f"{base}/v2/models/minilm/infer", b) for b in warm_text]
+
+
+async def measure(cell: CacheCell, server_pid: int, concurrency: int, duration_s: float) -> dict:
+    server = ProcessTreeCpu(server_pid)
+    marks: dict[str, float] = {}
+
+    def on_window(which: str) -> None:
+        if which == "start":
+            server.start()
+            marks["client0"] = time.process_time()
+        else:
+            marks["server_s"] = server.seconds()
+            marks["client_s"] = time.process_time() - marks["client0"]
+
+    r = await run_load(cell.url, cell.make, concurrency, duration_s, on_window=on_window, method=cell.method)
+    n = max(r.requests, 1)
+    return {**r.to_dict(), "server_cpu_us_per_request": marks.get("server_s", float("nan")) / n * 1e6,
+            "client_cpu_us_per_request": marks.get("client_s", float("nan")) / n * 1e6}
 
 
 def main(argv=None) -> int:
@@ -32,46 +106,48 @@ def main(argv=None) -> int:
     p.add_argument("--concurrency", type=int, default=32)
     p.add_argument("--duration", type=float, default=8.0)
     p.add_argument("--cache-url")
+    p.add_argument("--minilm-variant", default="int8", help="'' to skip the minilm cells")
     p.add_argument("--repository", type=Path, default=ROOT / "model_repository")
     p.add_argument("--results-dir", type=Path, default=ROOT / "loadtests" / "results")
     args = p.parse_args(argv)
-    s = BenchSettings()
+    models = discover_models(args.repository)
+    has_minilm = any(m.model == "minilm" for m in models)
     log_dir = Path(tempfile.mkdtemp(prefix="bench-cache-"))
-    from loadtests.bench_systems import discover_models
-
-    models = [m for m in discover_models(args.repository) if m.model == "digits"]
-    system = start_wattgate("wattgate-cache", args.cache_url)(models, s, log_dir, args.repository)
-    url = next(iter(system.urls.values()))
-    rng = np.random.default_rng(0)
-    warm = [_body(rng.integers(0, 17, (1, 64)).astype(np.float32)) for _ in range(256)]
-    headers = {"content-type": "application/json"}
-    fresh = iter(_body(x) for x in rng.random((2_000_000, 1, 64), dtype=np.float32) * 16)
+    system = start_wattgate("wattgate-cache", args.cache_url)(models, BenchSettings(), log_dir, args.repository)
+    base = next(iter(system.urls.values())).split("/v2/")[0]
+    cells, warm = cells_for(base, args.minilm_variant if has_minilm else None)
     try:
-        async def go():
+        async def go() -> dict[str, dict]:
             import aiohttp
 
             async with aiohttp.ClientSession() as c:
-                for b in warm:
-                    async with c.post(url, data=b, headers=headers) as r:
-                        await r.read()
-            hits = await run_load(url, lambda i: (warm[i % len(warm)], headers), args.concurrency, args.duration)
-            misses = await run_load(url, lambda i: (next(fresh), headers), args.concurrency, args.duration)
-            return hits, misses
+                for url, body in warm:
+                    async with c.post(url, data=body, headers=JSON) as resp:
+                        await resp.read()
+            return {c.name: await measure(c, system.server.pid, args.concurrency, args.duration) for c in cells}
 
-        hits, misses = asyncio.run(go())
+        rows = asyncio.run(go())
     finally:
         system.stop()
-    rows = {"hit": hits.to_dict(), "miss": misses.to_dict()}
     backend = args.cache_url or "in-process LRU"
-    print(f"cache bench: digits, concurrency {args.concurrency}, {args.duration:.0f} s per cell, cache {backend}")
-    print(f"{'cell':6} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
+    print(f"cache bench: concurrency {args.concurrency}, {args.duration:.0f} s per cell, cache {backend}")
+    print(f"{'cell':12} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'server µs/req':>14} {'client µs/req':>14}")
     for name, r in rows.items():
-        print(f"{name:6} {r['requests_per_s']:8,.0f} {r['p50_ms']:8.1f} {r['p99_ms']:8.1f} {r['errors']:7d}")
-    ratio = hits.requests_per_s / max(misses.requests_per_s, 1e-9)
-    print(f"hit / miss throughput: {ratio:.2f}x")
+        print(f"{name:12} {r['requests_per_s']:8,.0f} {r['p50_ms']:8.1f} {r['p99_ms']:8.1f} {r['errors']:7d} "
+              f"{r['server_cpu_us_per_request']:14,.0f} {r['client_cpu_us_per_request']:14,.0f}")
+    ratios = {}
+    for model in ("digits", "minilm"):
+        hit, miss = rows.get(f"{model} hit"), rows.get(f"{model} miss")
+        if hit and miss:
+            ratios[f"{model}_hit_over_miss"] = hit["requests_per_s"] / max(miss["requests_per_s"], 1e-9)
+            ratios[f"{model}_floor_over_miss"] = rows["floor"]["requests_per_s"] / max(miss["requests_per_s"], 1e-9)
+            print(f"{model}: hit / miss throughput {ratios[f'{model}_hit_over_miss']:.2f}x "
+                  f"(ceiling: floor / miss {ratios[f'{model}_floor_over_miss']:.2f}x)")
     args.results_dir.mkdir(parents=True, exist_ok=True)
     out = args.results_dir / f"bench-cache-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out.write_text(json.dumps({"backend": backend, "concurrency": args.concurrency, "cells": rows, "hit_over_miss": ratio}, indent=2))
+    out.write_text(json.dumps({"backend": backend, "concurrency": args.concurrency, "duration_s": args.duration,
+                               "method": "closed-loop aiohttp on loopback; CPU from /proc (psutil) over the measured window",
+                               "cells": rows, **ratios}, indent=2))
     print(f"wrote {out}")
     return 0
 

@@ -77,6 +77,16 @@ def add_ratios(cells: list[Cell]) -> None:
                 c.ratios[f"j_per_1k_{key}"] = c.j_per_1k_modelled / r.j_per_1k_modelled
 
 
+def text_target(cells: list[Cell], ours: str = "minilm:int8", naive: str = "minilm:fp32") -> dict[int, float]:
+    """wattgate serving ``ours`` over plain Ray Serve (HAProxy, ``@serve.batch``) serving ``naive``, per concurrency."""
+    index = {(c.model, c.system, c.concurrency): c.requests_per_s for c in cells if c.requests_per_s}
+    return {
+        conc: index[(ours, "wattgate", conc)] / index[(naive, "rayserve-haproxy", conc)]
+        for (model, system, conc) in sorted(index, key=lambda k: k[2])
+        if model == ours and system == "wattgate" and (naive, "rayserve-haproxy", conc) in index
+    }
+
+
 def _f(v: float | None, spec: str) -> str:
     return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, spec)
 

@@ -64,7 +64,8 @@ class BenchSettings(BaseModel):
         "ort-inproc", "uvicorn-ort", "rayserve-default", "rayserve-haproxy", "triton",
         "wattgate", "wattgate-cache", "wattgate-green",
     )
-    max_batch_size: int = Field(default=64, ge=1)
+    # 32: the naive baseline of the text target is plain Ray Serve with @serve.batch(max_batch_size=32).
+    max_batch_size: int = Field(default=32, ge=1)
     batch_wait_timeout_s: float = Field(default=0.002, ge=0)
     # Zipf exponent of the cache-on cell's inputs over the 1,797 digits images (~50 % hits).
     zipf_s: float = Field(default=1.1, gt=0)

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from energy.ledger import EnergyLedger, LedgerRecord
-from loadtests.bench_report import Cell, add_ratios, finish, modelled_energy_j, render_table as bench_table
+from loadtests.bench_report import Cell, add_ratios, finish, modelled_energy_j, render_table as bench_table, text_target
 from loadtests.locust_csv import aggregated, read_history, read_stats
 from loadtests.plots import plot_bench, plot_loadtest
 from loadtests.procs import ProcessTreeCpu, ServerProcess
@@ -126,6 +126,13 @@ def test_ratios_compare_to_the_reference_at_the_same_cell(tmp_path):
     assert plot_bench([c.to_dict() for c in cells], tmp_path / "b.png").stat().st_size > 10_000
 
 
+def test_text_target_divides_wattgate_int8_by_naive_fp32_at_each_concurrency():
+    cells = [finish(Cell(m, s, s, c), n, 10.0, 1.0, 2) for m, s, c, n in (
+        ("minilm:fp32", "rayserve-haproxy", 8, 1500), ("minilm:int8", "rayserve-haproxy", 8, 3000),
+        ("minilm:int8", "wattgate", 8, 4500), ("minilm:int8", "wattgate", 32, 5000), ("minilm:fp32", "wattgate", 8, 2000))]
+    assert text_target(cells) == {8: pytest.approx(3.0)}  # not against the int8 peer; no naive cell at 32
+
+
 def test_process_tree_cpu_counts_children(tmp_path):
     burn = "import time\nt=time.process_time()\nwhile time.process_time()-t<0.6: pass\ntime.sleep(30)"
     server = ServerProcess([sys.executable, "-c", f"import subprocess,sys,time; subprocess.Popen([sys.executable,'-c',{burn!r}]); time.sleep(30)"],
@@ -144,3 +151,18 @@ def test_process_tree_cpu_counts_children(tmp_path):
     assert server.proc.returncode is not None
     alive = subprocess.run(["ps", "-o", "stat=", "-s", str(server.pid)], capture_output=True, text=True).stdout.split()
     assert all(stat.startswith("Z") for stat in alive)  # killed; at most waiting for init to reap it
+
+
+def test_cache_bench_cells_hit_only_warmed_bodies_and_never_repeat_a_miss():
+    from loadtests.bench_cache import cells_for
+
+    cells, warm = cells_for("http://h", "int8", warm_n=16)
+    by = {c.name: c for c in cells}
+    assert list(by) == ["floor", "digits hit", "digits miss", "minilm hit", "minilm miss"]
+    assert by["floor"].method == "GET" and by["floor"].url.endswith("/v2/health/live")
+    warmed = {b for _, b in warm}
+    assert all(by[n].make(i)[0] in warmed for n in ("digits hit", "minilm hit") for i in range(64))
+    for n in ("digits miss", "minilm miss"):
+        bodies = [by[n].make(i)[0] for i in range(200)]
+        assert len(set(bodies)) == 200 and not warmed & set(bodies)
+    assert [c.name for c in cells_for("http://h", None)[0]] == ["floor", "digits hit", "digits miss"]
