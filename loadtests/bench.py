@@ -158,6 +158,7 @@ def _starter(system: str, s: BenchSettings, args) -> Callable[..., RunningSystem
 
 def run_bench(s: BenchSettings, models: list[BenchModel], args) -> list[Cell]:
     log_dir = s.results_dir / f"bench-{time.strftime('%Y%m%d-%H%M%S')}-logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
     cells: list[Cell] = []
     for system in s.systems:
         started = time.perf_counter()
