@@ -1,9 +1,9 @@
 """Cache hits against misses through a real gateway, with the floor no hit can beat.
 
-    python -m loadtests.bench_cache [--concurrency 32] [--duration 8] [--cache-url redis://...]
+    python -m loadtests.bench_cache [--concurrency 1,8,32] [--duration 6] [--cache-url redis://...]
 
 Starts wattgate with the cache on (in-process LRU, or Redis with ``--cache-url``) and measures, with a
-closed-loop aiohttp load at one concurrency:
+closed-loop aiohttp load at each concurrency:
 
 - ``floor``: ``GET /v2/health/live`` on the same gateway: HTTP, HAProxy and Ray Serve with no work at
   all. No cache hit can be cheaper, so ``floor / miss`` bounds what a cache can gain on this machine.
@@ -101,15 +101,31 @@ async def measure(cell: CacheCell, server_pid: int, concurrency: int, duration_s
             "client_cpu_us_per_request": marks.get("client_s", float("nan")) / n * 1e6}
 
 
+def hit_over_miss(rows: dict[tuple[str, int], dict]) -> dict[str, dict[int, dict[str, float]]]:
+    """Per model and concurrency: hit / miss throughput, and floor / miss (the most any cache could give)."""
+    out: dict[str, dict[int, dict[str, float]]] = {}
+    for (name, n), hit in rows.items():
+        model, _, kind = name.partition(" ")
+        miss, floor = rows.get((f"{model} miss", n)), rows.get(("floor", n))
+        if kind != "hit" or not miss or not miss["requests_per_s"]:
+            continue
+        out.setdefault(model, {})[n] = {
+            "hit_over_miss": hit["requests_per_s"] / miss["requests_per_s"],
+            "floor_over_miss": floor["requests_per_s"] / miss["requests_per_s"] if floor else float("nan"),
+        }
+    return out
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--concurrency", type=int, default=32)
-    p.add_argument("--duration", type=float, default=8.0)
+    p.add_argument("--concurrency", default="1,8,32", help="comma-separated")
+    p.add_argument("--duration", type=float, default=6.0)
     p.add_argument("--cache-url")
     p.add_argument("--minilm-variant", default="int8", help="'' to skip the minilm cells")
     p.add_argument("--repository", type=Path, default=ROOT / "model_repository")
     p.add_argument("--results-dir", type=Path, default=ROOT / "loadtests" / "results")
     args = p.parse_args(argv)
+    levels = [int(x) for x in args.concurrency.split(",") if x.strip()]
     models = discover_models(args.repository)
     has_minilm = any(m.model == "minilm" for m in models)
     log_dir = Path(tempfile.mkdtemp(prefix="bench-cache-"))
@@ -124,30 +140,27 @@ def main(argv=None) -> int:
                 for url, body in warm:
                     async with c.post(url, data=body, headers=JSON) as resp:
                         await resp.read()
-            return {c.name: await measure(c, system.server.pid, args.concurrency, args.duration) for c in cells}
+            return {(c.name, n): await measure(c, system.server.pid, n, args.duration) for n in levels for c in cells}
 
         rows = asyncio.run(go())
     finally:
         system.stop()
     backend = args.cache_url or "in-process LRU"
-    print(f"cache bench: concurrency {args.concurrency}, {args.duration:.0f} s per cell, cache {backend}")
-    print(f"{'cell':12} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'server µs/req':>14} {'client µs/req':>14}")
-    for name, r in rows.items():
-        print(f"{name:12} {r['requests_per_s']:8,.0f} {r['p50_ms']:8.1f} {r['p99_ms']:8.1f} {r['errors']:7d} "
+    print(f"cache bench: {args.duration:.0f} s per cell, cache {backend}")
+    print(f"{'cell':12} {'conc':>4} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'server µs/req':>14} {'client µs/req':>14}")
+    for (name, n), r in rows.items():
+        print(f"{name:12} {n:4d} {r['requests_per_s']:8,.0f} {r['p50_ms']:8.1f} {r['p99_ms']:8.1f} {r['errors']:7d} "
               f"{r['server_cpu_us_per_request']:14,.0f} {r['client_cpu_us_per_request']:14,.0f}")
-    ratios = {}
-    for model in ("digits", "minilm"):
-        hit, miss = rows.get(f"{model} hit"), rows.get(f"{model} miss")
-        if hit and miss:
-            ratios[f"{model}_hit_over_miss"] = hit["requests_per_s"] / max(miss["requests_per_s"], 1e-9)
-            ratios[f"{model}_floor_over_miss"] = rows["floor"]["requests_per_s"] / max(miss["requests_per_s"], 1e-9)
-            print(f"{model}: hit / miss throughput {ratios[f'{model}_hit_over_miss']:.2f}x "
-                  f"(ceiling: floor / miss {ratios[f'{model}_floor_over_miss']:.2f}x)")
+    ratios = hit_over_miss(rows)
+    for model, by_level in ratios.items():
+        print(f"{model}: hit / miss throughput " + ", ".join(
+            f"{x['hit_over_miss']:.2f}x at concurrency {n} (ceiling floor / miss {x['floor_over_miss']:.2f}x)" for n, x in by_level.items()))
     args.results_dir.mkdir(parents=True, exist_ok=True)
     out = args.results_dir / f"bench-cache-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out.write_text(json.dumps({"backend": backend, "concurrency": args.concurrency, "duration_s": args.duration,
+    out.write_text(json.dumps({"backend": backend, "concurrency": levels, "duration_s": args.duration,
                                "method": "closed-loop aiohttp on loopback; CPU from /proc (psutil) over the measured window",
-                               "cells": rows, **ratios}, indent=2))
+                               "cells": [{"cell": name, "concurrency": n, **r} for (name, n), r in rows.items()],
+                               "ratios": ratios}, indent=2))
     print(f"wrote {out}")
     return 0
 

@@ -166,3 +166,14 @@ def test_cache_bench_cells_hit_only_warmed_bodies_and_never_repeat_a_miss():
         bodies = [by[n].make(i)[0] for i in range(200)]
         assert len(set(bodies)) == 200 and not warmed & set(bodies)
     assert [c.name for c in cells_for("http://h", None)[0]] == ["floor", "digits hit", "digits miss"]
+
+
+def test_cache_bench_ratios_pair_cells_at_the_same_concurrency():
+    from loadtests.bench_cache import hit_over_miss
+
+    rows = {("floor", 8): {"requests_per_s": 3000.0}, ("digits hit", 8): {"requests_per_s": 1500.0},
+            ("digits miss", 8): {"requests_per_s": 1000.0}, ("digits hit", 32): {"requests_per_s": 900.0},
+            ("minilm hit", 8): {"requests_per_s": 1200.0}, ("minilm miss", 8): {"requests_per_s": 200.0}}
+    r = hit_over_miss(rows)
+    assert r["digits"] == {8: {"hit_over_miss": 1.5, "floor_over_miss": 3.0}}  # no miss cell at 32
+    assert r["minilm"][8]["hit_over_miss"] == pytest.approx(6.0)
