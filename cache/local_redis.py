@@ -9,11 +9,7 @@ import subprocess
 import tempfile
 import time
 
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from wattgate.net import free_port
 
 
 def ping(port: int, timeout_s: float = 0.2) -> bool:

@@ -9,6 +9,8 @@ import signal
 import threading
 from pathlib import Path
 
+from wattgate.net import free_port
+
 log = logging.getLogger("wattgate.serve")
 
 
@@ -18,14 +20,6 @@ def register(sub) -> None:
     p.add_argument("--host", help="listen address (default 127.0.0.1)")
     p.add_argument("--port", type=int, help="listen port (default 8000)")
     p.add_argument("--build-missing", action="store_true", help="build the bundled digits model if it is missing")
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def proxy_env(proxy: str) -> dict[str, str]:
@@ -42,8 +36,8 @@ def proxy_env(proxy: str) -> dict[str, str]:
     return {
         "RAY_SERVE_ENABLE_HA_PROXY": "1",
         "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
-        "RAY_SERVE_HAPROXY_STATS_PORT": str(_free_port()),
-        "RAY_SERVE_HAPROXY_METRICS_PORT": str(_free_port()),
+        "RAY_SERVE_HAPROXY_STATS_PORT": str(free_port()),
+        "RAY_SERVE_HAPROXY_METRICS_PORT": str(free_port()),
         "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": f"{run_dir}/haproxy.cfg",
         "RAY_SERVE_HAPROXY_SOCKET_PATH": f"{run_dir}/admin.sock",
         "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": run_dir,

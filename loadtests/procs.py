@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import time
 import urllib.error
@@ -19,12 +18,7 @@ from typing import Sequence
 import psutil
 
 from wattgate.errors import Unavailable
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from wattgate.net import free_port  # noqa: F401  (re-exported: the load tools import it from here)
 
 
 class ServerProcess:
