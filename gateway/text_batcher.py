@@ -14,6 +14,7 @@ and a queue per bucket wakes the event loop per sentence; here one queue feeds o
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Sequence
 
@@ -26,35 +27,69 @@ from wattgate.errors import WattgateError
 
 
 class _Row:
-    __slots__ = ("tokens", "inputs", "future")
+    __slots__ = ("tokens", "inputs", "future", "taken")
 
     def __init__(self, tokens: int, inputs: dict[str, np.ndarray], future: asyncio.Future) -> None:
         self.tokens = tokens
         self.inputs = inputs
         self.future = future
+        self.taken = False
+
+    @property
+    def live(self) -> bool:
+        return not self.taken and not self.future.done()  # done before it ran: its request was cancelled
 
 
-def take_group(queue: list[_Row], max_rows: int, max_pad_fraction: float) -> list[_Row]:
-    """Remove and return the next batch: the oldest row plus the nearest-length rows that fit."""
-    anchor = queue[0]
-    # Candidates by distance from the anchor's length, oldest first among equals.
-    order = sorted(range(1, len(queue)), key=lambda i: (abs(queue[i].tokens - anchor.tokens), i))
-    chosen = [0]
-    longest, total = anchor.tokens, anchor.tokens
-    for i in order:
-        if len(chosen) >= max_rows:
-            break
-        t = queue[i].tokens
-        new_longest = max(longest, t)
-        padded = new_longest * (len(chosen) + 1)
-        if 1.0 - (total + t) / padded > max_pad_fraction + 1e-12:
-            continue
-        chosen.append(i)
-        longest, total = new_longest, total + t
-    taken = set(chosen)
-    group = [queue[i] for i in sorted(taken)]
-    queue[:] = [r for i, r in enumerate(queue) if i not in taken]
-    return group
+class SentenceQueue:
+    """Waiting sentences in arrival order and by token count; taking a batch costs O(batch x lengths).
+
+    A full queue can hold max_ongoing_requests x rows per request (thousands of sentences); a batch
+    must not sort them all. Rows leave both indexes lazily: taken or cancelled rows are skipped.
+    """
+
+    def __init__(self) -> None:
+        self._fifo: deque[_Row] = deque()
+        self._by_tokens: dict[int, deque[_Row]] = {}
+
+    def push(self, row: _Row) -> None:
+        self._fifo.append(row)
+        self._by_tokens.setdefault(row.tokens, deque()).append(row)
+
+    def _front(self) -> _Row | None:
+        while self._fifo and not self._fifo[0].live:
+            self._fifo.popleft()
+        return self._fifo[0] if self._fifo else None
+
+    def __bool__(self) -> bool:
+        return self._front() is not None
+
+    def take_group(self, max_rows: int, max_pad_fraction: float) -> list[_Row]:
+        """The oldest live row plus the live rows nearest its token count (oldest first) that keep the
+        padded batch within ``max_pad_fraction`` of wasted tokens, up to ``max_rows``. [] when empty."""
+        anchor = self._front()
+        if anchor is None:
+            return []
+        anchor.taken = True
+        group, longest, total = [anchor], anchor.tokens, anchor.tokens
+        for t in sorted(self._by_tokens, key=lambda n: (abs(n - anchor.tokens), n)):
+            rows = self._by_tokens[t]
+            while rows and len(group) < max_rows:
+                row = rows[0]
+                if not row.live:
+                    rows.popleft()
+                    continue
+                new_longest = max(longest, t)
+                if 1.0 - (total + t) / (new_longest * (len(group) + 1)) > max_pad_fraction + 1e-12:
+                    break  # rows further from the anchor's length only waste more on this side
+                rows.popleft()
+                row.taken = True
+                group.append(row)
+                longest, total = new_longest, total + t
+            if not rows:
+                del self._by_tokens[t]
+            if len(group) >= max_rows:
+                break
+        return group
 
 
 class LengthGroupedBatcher:
@@ -81,7 +116,7 @@ class LengthGroupedBatcher:
         self.max_pad_fraction = max_pad_fraction
         self.max_concurrent_batches = max_concurrent_batches
         self._executor = executor
-        self._queue: list[_Row] = []
+        self._queue = SentenceQueue()
         self._running = 0
         self._tasks: set[asyncio.Task] = set()
         self.calls = 0  # runtime invocations (Triton's execution_count)
@@ -91,7 +126,8 @@ class LengthGroupedBatcher:
     async def infer(self, item: TextWorkItem) -> WorkResult:
         loop = asyncio.get_running_loop()
         rows = [_Row(int(r["input_ids"].shape[1]), r, loop.create_future()) for r in item.rows]
-        self._queue.extend(rows)
+        for r in rows:
+            self._queue.push(r)
         self._start_batches()
         try:
             results = await asyncio.gather(*(r.future for r in rows))
@@ -108,11 +144,10 @@ class LengthGroupedBatcher:
         )
 
     def _start_batches(self) -> None:
-        while self._queue and self._running < self.max_concurrent_batches:
-            self._queue[:] = [r for r in self._queue if not r.future.done()]  # drop cancelled requests' rows
-            if not self._queue:
+        while self._running < self.max_concurrent_batches:
+            group = self._queue.take_group(self.max_batch_size, self.max_pad_fraction)
+            if not group:
                 return
-            group = take_group(self._queue, self.max_batch_size, self.max_pad_fraction)
             self._running += 1
             task = asyncio.get_running_loop().create_task(self._run_group(group))
             self._tasks.add(task)

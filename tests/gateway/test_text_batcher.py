@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from gateway.batcher import TextWorkItem
-from gateway.text_batcher import LengthGroupedBatcher, _Row, take_group
+from gateway.text_batcher import LengthGroupedBatcher, SentenceQueue, _Row
 from wattgate.errors import BackendError
 
 
@@ -51,34 +51,62 @@ def make(runtime, max_batch_size=32, pad=0.0, concurrent=1):
     return LengthGroupedBatcher(None, runtime, charge, combine, max_batch_size, pad, ThreadPoolExecutor(concurrent), concurrent)
 
 
-def queue_of(*tokens: int) -> list[_Row]:
-    loop = asyncio.new_event_loop()
-    try:
-        return [_Row(t, row(t), loop.create_future()) for t in tokens]
-    finally:
-        loop.close()
+class DoneFuture:
+    """Stands in for a request's future in queue-only tests: live until ``cancel()``."""
+
+    def __init__(self) -> None:
+        self.cancelled = False
+
+    def done(self) -> bool:
+        return self.cancelled
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+def queue_of(*tokens: int) -> tuple[SentenceQueue, list[_Row]]:
+    q, rows = SentenceQueue(), [_Row(t, row(t), DoneFuture()) for t in tokens]
+    for r in rows:
+        q.push(r)
+    return q, rows
+
+
+def lengths(group) -> list[int]:
+    return sorted(r.tokens for r in group)
 
 
 def test_take_group_joins_equal_lengths_only_without_a_padding_allowance():
-    q = queue_of(12, 9, 12, 13, 12)
-    group = take_group(q, 32, 0.0)
-    assert [r.tokens for r in group] == [12, 12, 12]
-    assert [r.tokens for r in q] == [9, 13]
+    q, _ = queue_of(12, 9, 12, 13, 12)
+    assert lengths(q.take_group(32, 0.0)) == [12, 12, 12]
+    assert lengths(q.take_group(32, 0.0)) == [9]  # then the oldest left
+    assert lengths(q.take_group(32, 0.0)) == [13]
+    assert q.take_group(32, 0.0) == [] and not q
 
 
 def test_take_group_bounds_padding_waste_and_batch_size():
-    q = queue_of(10, 11, 10, 20, 9)
-    group = take_group(q, 32, 0.1)
-    lengths = [r.tokens for r in group]
-    assert 20 not in lengths  # it would waste half of every row's compute
-    assert 1 - sum(lengths) / (max(lengths) * len(lengths)) <= 0.1
-    q = queue_of(*([8] * 10))
-    assert len(take_group(q, 4, 0.0)) == 4 and len(q) == 6
+    q, _ = queue_of(10, 11, 10, 20, 9)
+    group = lengths(q.take_group(32, 0.1))
+    assert 20 not in group  # it would waste half of every row's compute
+    assert 1 - sum(group) / (max(group) * len(group)) <= 0.1
+    q, _ = queue_of(*([8] * 10))
+    assert len(q.take_group(4, 0.0)) == 4 and len(q.take_group(32, 0.0)) == 6
 
 
-def test_oldest_row_always_goes_next():
-    q = queue_of(30, 8, 8, 8, 8)
-    assert [r.tokens for r in take_group(q, 32, 0.0)] == [30]
+def test_oldest_row_always_goes_next_and_cancelled_rows_are_skipped():
+    q, rows = queue_of(30, 8, 8, 8, 8)
+    assert lengths(q.take_group(32, 0.0)) == [30]
+    rows[2].future.cancel()
+    assert [r is rows[2] for r in q.take_group(32, 0.0)] == [False, False, False]
+
+
+def test_a_long_queue_drains_in_equal_length_batches():
+    q, rows = queue_of(*[5 + i % 60 for i in range(20_000)])
+    taken = 0
+    while q:
+        group = q.take_group(32, 0.0)
+        assert len({r.tokens for r in group}) == 1
+        taken += len(group)
+    assert taken == 20_000 and all(r.taken for r in rows)
 
 
 async def test_idle_batcher_runs_a_lone_sentence_at_once_and_batches_under_load():
