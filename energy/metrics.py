@@ -64,9 +64,7 @@ class EnergyMetrics:
                 q = self._window[key] = deque()
             q.append((now, record.energy_j))
             self._window_j[key] = self._window_j.get(key, 0.0) + record.energy_j
-            horizon = now - self.window_s
-            while q[0][0] < horizon:  # O(expired); memory stays bounded by the window
-                self._window_j[key] -= q.popleft()[1]
+            self._expire(key, now - self.window_s)  # memory stays bounded by the window
 
     def refresh(self) -> None:
         """Drop observations older than the window and set its gauges (call before a scrape)."""
@@ -75,12 +73,16 @@ class EnergyMetrics:
             for key in self._window:
                 self._update(key, horizon)
 
-    def _update(self, key: tuple[str, str], horizon: float) -> None:
+    def _expire(self, key: tuple[str, str], horizon: float) -> None:
         """O(expired) per call: the window keeps a running sum instead of re-adding itself."""
         q = self._window[key]
-        model, variant = key
         while q and q[0][0] < horizon:
             self._window_j[key] -= q.popleft()[1]
+
+    def _update(self, key: tuple[str, str], horizon: float) -> None:
+        self._expire(key, horizon)
+        q = self._window[key]
+        model, variant = key
         energy_j = max(0.0, self._window_j[key]) if q else 0.0
         self._window_j[key] = energy_j
         self.window_energy.set(energy_j, model=model, variant=variant)

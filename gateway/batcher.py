@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Awaitable, Callable, Sequence
 
 import numpy as np
 from ray import serve
@@ -41,8 +41,25 @@ def _rows(items: Sequence[WorkItem]) -> int:
     return sum(i.rows for i in items)
 
 
+async def run_isolated(items: list, run: Callable[[list], Awaitable[list[WorkResult]]]) -> list[WorkResult | WattgateError]:
+    """``run(items)`` as one batch; if that fails, each item alone, so one bad request never fails its
+    batch-mates. Each item gets its result or its own error."""
+    try:
+        return await run(items)
+    except WattgateError as exc:
+        if len(items) == 1:
+            return [exc]
+    results: list[WorkResult | WattgateError] = []
+    for item in items:
+        try:
+            results.extend(await run([item]))
+        except WattgateError as exc:
+            results.append(exc)
+    return results
+
+
 class VariantBatcher:
-    """One batch queue per served variant (per length bucket for text)."""
+    """One batch queue per served tensor-model variant."""
 
     def __init__(
         self,
@@ -51,11 +68,9 @@ class VariantBatcher:
         max_batch_size: int,
         batch_wait_timeout_s: float,
         executor: ThreadPoolExecutor | None = None,
-        merge: Callable = merge_rows,
     ) -> None:
         self.runtime = runtime
         self._charge = charge
-        self._merge = merge
         self.calls = 0  # runtime invocations (Triton's execution_count)
         self.rows_seen = 0  # rows inferred (Triton's inference_count)
         self.batch_sizes: dict[int, int] = {}  # batch size in rows -> how many batches
@@ -73,22 +88,10 @@ class VariantBatcher:
 
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.002, batch_size_fn=_rows)
     async def run_batch(self, items: list[WorkItem]) -> list[WorkResult | BaseException]:
-        try:
-            return await self._run(items)
-        except WattgateError:
-            if len(items) == 1:
-                raise
-        # One bad request must not fail its batch-mates: retry them one by one.
-        results: list[WorkResult | BaseException] = []
-        for item in items:
-            try:
-                results.extend(await self._run([item]))
-            except WattgateError as exc:
-                results.append(exc)
-        return results
+        return await run_isolated(items, self._run)
 
     async def _run(self, items: list[WorkItem]) -> list[WorkResult]:
-        merged, rows = self._merge([i.inputs for i in items])
+        merged, rows = merge_rows([i.inputs for i in items])
         if self._executor is None:
             outputs = self.runtime.run(merged)
         else:

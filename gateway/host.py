@@ -140,7 +140,7 @@ class ModelHost:
                 [i.name for i in vcard.inputs],
             )
             size, pad = text_batching(vcard.energy_profile, self.hardware, serving)
-            batchers[variant] = self._make_text_batcher(pre[variant], runtime, size, pad, executor, serving.max_concurrent_batches)
+            batchers[variant] = self._make_text_batcher(runtime, size, pad, executor, serving.max_concurrent_batches)
         return LoadedVersion(card, batchers, serving, pre)
 
     def unload(self, name: str) -> None:

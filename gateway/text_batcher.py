@@ -20,10 +20,9 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from gateway.batcher import TextWorkItem, WorkResult
+from gateway.batcher import TextWorkItem, WorkResult, run_isolated
 from models.batching import pad_text_batch, split_rows
 from models.runtime import Runtime
-from wattgate.errors import WattgateError
 
 
 class _Row:
@@ -97,7 +96,6 @@ class LengthGroupedBatcher:
 
     def __init__(
         self,
-        preprocessor: Any,
         runtime: Runtime,
         charge: Callable[[Sequence[float]], list[Any]],
         combine_energy: Callable[[Sequence[Any]], Any],
@@ -108,7 +106,6 @@ class LengthGroupedBatcher:
     ) -> None:
         if max_batch_size < 1 or max_concurrent_batches < 1 or not 0.0 <= max_pad_fraction < 1.0:
             raise ValueError("max_batch_size and max_concurrent_batches must be >= 1, max_pad_fraction in [0, 1)")
-        self.pre = preprocessor
         self.runtime = runtime
         self._charge = charge
         self._combine = combine_energy
@@ -156,21 +153,13 @@ class LengthGroupedBatcher:
     async def _run_group(self, group: list[_Row]) -> None:
         try:
             try:
-                self._deliver(group, await self._run(group))
-            except WattgateError as exc:
-                if len(group) == 1:
-                    _fail(group[0], exc)
-                else:  # one bad sentence must not fail its batch-mates: retry them one by one
-                    for row in group:
-                        try:
-                            self._deliver([row], await self._run([row]))
-                        except WattgateError as one:
-                            _fail(row, one)
-            except BaseException as exc:  # a bug or a cancelled loop: nobody may wait forever
-                for row in group:
-                    _fail(row, exc)
-                if not isinstance(exc, Exception):
-                    raise
+                results = await run_isolated(group, self._run)
+            except Exception as exc:  # a bug: these sentences fail, the batcher goes on
+                results = [exc] * len(group)
+            except BaseException as exc:  # cancelled: nobody may wait forever
+                _settle(group, [exc] * len(group))
+                raise
+            _settle(group, results)
         finally:
             self._running -= 1
             self._start_batches()
@@ -185,16 +174,16 @@ class LengthGroupedBatcher:
         self.batch_sizes[n] = self.batch_sizes.get(n, 0) + 1
         return [WorkResult(outputs=o, energy=e, batch_rows=n, batch_requests=n) for o, e in zip(split_rows(outputs, sizes), energies)]
 
-    @staticmethod
-    def _deliver(group: list[_Row], results: list[WorkResult]) -> None:
-        for row, result in zip(group, results):
-            if not row.future.done():
-                row.future.set_result(result)
-
     def close(self) -> None:
         self._executor.shutdown(wait=False)
 
 
-def _fail(row: _Row, exc: BaseException) -> None:
-    if not row.future.done():
-        row.future.set_exception(exc)
+def _settle(group: list[_Row], results: Sequence[WorkResult | BaseException]) -> None:
+    """Each sentence's result or error to its waiting request; a cancelled request's rows stay done."""
+    for row, result in zip(group, results):
+        if row.future.done():
+            continue
+        if isinstance(result, BaseException):
+            row.future.set_exception(result)
+        else:
+            row.future.set_result(result)

@@ -61,10 +61,10 @@ def _host(settings: Settings, charge) -> ModelHost:
     def make_batcher(**kw):
         return VariantBatcher(charge=charge, **kw)
 
-    def make_text_batcher(pre, runtime, max_batch_size, max_pad_fraction, executor, max_concurrent_batches):
+    def make_text_batcher(runtime, max_batch_size, max_pad_fraction, executor, max_concurrent_batches):
         from gateway.text_batcher import LengthGroupedBatcher
 
-        return LengthGroupedBatcher(pre, runtime, charge, combine_energy, max_batch_size, max_pad_fraction, executor,
+        return LengthGroupedBatcher(runtime, charge, combine_energy, max_batch_size, max_pad_fraction, executor,
                                     max_concurrent_batches)
 
     return ModelHost(registry, settings.models, make_batcher, make_text_batcher, hardware=settings.server.hardware)

@@ -57,8 +57,8 @@ def text_body(sentence: str, variant: str) -> bytes:
                        "parameters": {"variant": variant}}).encode()
 
 
-def cells_for(base: str, minilm_variant: str | None, warm_n: int = 256) -> tuple[list[CacheCell], list[bytes]]:
-    """The cells, and the bodies to send once beforehand so that the hit cells only hit."""
+def cells_for(base: str, minilm_variant: str | None, warm_n: int = 256) -> tuple[list[CacheCell], list[tuple[str, bytes]]]:
+    """The cells, and the (url, body) pairs to send once beforehand so that the hit cells only hit."""
     rng = np.random.default_rng(0)
     digits_url = f"{base}/v2/models/digits/infer"
     warm = [digits_body(rng.integers(0, 17, (1, 64)).astype(np.float32)) for _ in range(warm_n)]

@@ -54,8 +54,6 @@ class _Child:
 
 class Counter(_Child):
     def inc(self, amount: float = 1.0, **labels: str) -> None:
-        if amount < 0:
-            raise ValueError("counters only go up")
         self.inc_key(self._key(labels), amount)
 
     def inc_key(self, key: LabelValues, amount: float = 1.0) -> None:

@@ -48,7 +48,7 @@ def combine(parts):
 
 
 def make(runtime, max_batch_size=32, pad=0.0, concurrent=1):
-    return LengthGroupedBatcher(None, runtime, charge, combine, max_batch_size, pad, ThreadPoolExecutor(concurrent), concurrent)
+    return LengthGroupedBatcher(runtime, charge, combine, max_batch_size, pad, ThreadPoolExecutor(concurrent), concurrent)
 
 
 class DoneFuture:
