@@ -39,15 +39,9 @@ ZIPF_ITEMS = 100_000  # distinct inputs in the cache cell's catalogue: ~25-60 % 
 
 
 def machine() -> str:
-    model = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{platform.node()}: {model or platform.processor()}, {os.cpu_count()} CPUs, Linux {platform.release()}"
+    from wattgate.machine import cpu_model
+
+    return f"{platform.node()}: {cpu_model()}, {os.cpu_count()} CPUs, Linux {platform.release()}"
 
 
 def text_requests(variant: str | None) -> MakeRequest:

@@ -36,16 +36,9 @@ def make_run_meter(host_profile: str = "aws-x86", vcpus: float = 1.0) -> Meter:
 
 
 def hardware_description() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return f"{platform.machine()} {cpu}"
+    from wattgate.machine import cpu_model
+
+    return f"{platform.machine()} {cpu_model()}"
 
 
 @dataclass
