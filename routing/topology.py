@@ -26,11 +26,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Literal, Mapping
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from routing.queueing import servers_for, wait_quantile_ms
 from wattgate.errors import BadRequest, NotFound
+from wattgate.yamlfile import read_yaml
 
 __all__ = ["ANY_VARIANT", "EnergyCurve", "HARDWARE", "Pool", "Topology", "curve_from_spec", "load_topology"]
 
@@ -238,13 +238,7 @@ class Topology:
 
 
 def load_topology(path: str | Path) -> Topology:
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise BadRequest(f"topology file {path} does not exist") from None
-    except yaml.YAMLError as exc:
-        raise BadRequest(f"topology file {path} is not valid YAML: {exc}") from exc
+    data = read_yaml(path, "topology")
     if not isinstance(data, dict):
         raise BadRequest(f"topology file {path} must hold a mapping")
     return Topology.from_dict(data)

@@ -10,7 +10,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -21,6 +20,7 @@ from optimizers.settings import OptimizersSettings
 from routing.intensity.settings import IntensitySettings
 from routing.settings import RoutingSettings
 from wattgate.errors import BadRequest
+from wattgate.yamlfile import read_yaml
 
 
 class ServerSettings(BaseModel):
@@ -104,12 +104,7 @@ class _YamlSource(PydanticBaseSettingsSource):
         path = _YAML_FILE[0]
         if path is None:
             return {}
-        try:
-            data = yaml.safe_load(Path(path).read_text()) or {}
-        except FileNotFoundError:
-            raise BadRequest(f"config file {path} does not exist") from None
-        except yaml.YAMLError as exc:
-            raise BadRequest(f"config file {path} is not valid YAML: {exc}") from exc
+        data = read_yaml(path, "config") or {}
         if not isinstance(data, dict):
             raise BadRequest(f"config file {path} must hold a mapping at the top level")
         return data

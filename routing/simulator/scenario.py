@@ -28,13 +28,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from routing.intensity.traces import Trace, load_trace
 from routing.policies import make_policy
 from routing.topology import Pool, Topology, curve_from_spec, validation_message
 from wattgate.errors import BadRequest
+from wattgate.yamlfile import read_yaml
 
 __all__ = ["Scenario", "Prepared", "load_scenario", "prepare"]
 
@@ -177,12 +177,7 @@ class Prepared:
 
 def load_scenario(path: str | Path) -> tuple[Scenario, Path]:
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise BadRequest(f"scenario file {path} does not exist") from None
-    except yaml.YAMLError as exc:
-        raise BadRequest(f"scenario file {path} is not valid YAML: {exc}") from exc
+    data = read_yaml(path, "scenario")
     try:
         return Scenario.model_validate(data), path.resolve().parent
     except ValidationError as exc:
