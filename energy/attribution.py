@@ -13,6 +13,7 @@ response reports is then final, and energy is conserved exactly:
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import threading
 import time
@@ -184,6 +185,21 @@ def _split(pool_j: float, active_j: float, period_s: float, shares: list[float],
             )
         )
     return out
+
+
+def combine_energy(parts: Sequence[RequestEnergy]) -> RequestEnergy:
+    """One request made of several charged pieces (e.g. one per sentence) pays their sum."""
+    if len(parts) == 1:
+        return parts[0]
+    return dataclasses.replace(
+        parts[0],
+        energy_j=sum(p.energy_j for p in parts),
+        active_j=sum(p.active_j for p in parts),
+        idle_j=sum(p.idle_j for p in parts),
+        reserved_s=sum(p.reserved_s for p in parts),
+        work_share=sum(p.work_share for p in parts),
+        batch_size=max(p.batch_size for p in parts),
+    )
 
 
 def cache_hit_energy(cpu_s: float, profile: HardwareProfile) -> RequestEnergy:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Awaitable, Callable
 from urllib.parse import parse_qs
 
-from gateway.host import ModelHost
+from serving.host import ModelHost
 from models.card import check_name, check_variant
 from models.registry import ModelRegistry
 from wattgate.errors import BadRequest

@@ -14,8 +14,11 @@ from ray import serve
 from starlette.requests import Request
 from starlette.responses import Response
 
+from gateway.http import error_response
+from gateway.pool_worker import PoolWorker
+from gateway.wiring import build_gateway
 from wattgate.errors import PayloadTooLarge
-from wattgate.settings import Settings
+from wattgate.settings import Settings, load_settings
 
 log = logging.getLogger("wattgate.app")
 
@@ -36,8 +39,6 @@ async def _read_body(request: Request, limit: int) -> bytes:
 @serve.deployment
 class Gateway:
     def __init__(self, settings: Settings, pool_handles: dict[str, Any] | None = None) -> None:
-        from gateway.wiring import build_gateway
-
         logging.basicConfig(level=logging.INFO)
         self.settings = settings
         self.parts = build_gateway(self.settings, pool_handles or {})
@@ -45,8 +46,6 @@ class Gateway:
         self._background_started = False
 
     async def __call__(self, request: Request) -> Response:
-        from gateway.http import error_response
-
         if not self._background_started:  # needs the serving event loop, which __init__ may not run on
             self._background_started = True
             self.parts.start_background()
@@ -85,8 +84,6 @@ def absolute_paths(settings: Settings) -> Settings:
 
 
 def build_app(settings: Settings) -> serve.Application:
-    from gateway.remote import PoolWorker
-
     settings = absolute_paths(settings)
     s = settings.server
     # Pools on other nodes are deployments of this app, pinned by node label; the ingress gets handles.
@@ -111,6 +108,4 @@ def build_app(settings: Settings) -> serve.Application:
 
 def app_builder(args: dict[str, Any]) -> serve.Application:
     """Entry point for Ray Serve's config-file workflow (``serve run`` / ``serve deploy``)."""
-    from wattgate.settings import load_settings
-
     return build_app(load_settings(args.get("config")))

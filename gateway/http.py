@@ -14,7 +14,7 @@ from urllib.parse import unquote
 from typing import Awaitable, Callable
 
 from gateway.admin import AdminApi, json_response as _json
-from gateway.dataplane import DataPlane
+from serving.dataplane import DataPlane
 from wattgate.errors import Forbidden, NotFound, Unauthorized, Unavailable, WattgateError
 
 log = logging.getLogger("wattgate.http")

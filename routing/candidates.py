@@ -6,20 +6,14 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from energy.carbon import operational_g
 from routing.topology import Pool, Topology
 from wattgate.errors import BadRequest
 
 __all__ = [
     "BudgetState", "Candidate", "PoolState", "RouteDecision", "RouteRequest", "RoutingState",
-    "J_PER_KWH", "carbon_g", "evaluate", "fmt_g",
+    "evaluate", "fmt_g",
 ]
-
-J_PER_KWH = 3.6e6
-
-
-def carbon_g(energy_j: float, pue: float, intensity_g_per_kwh: float) -> float:
-    """Operational carbon of ``energy_j`` at the IT equipment, grossed up by the site's PUE."""
-    return energy_j * pue * intensity_g_per_kwh / J_PER_KWH
 
 
 @dataclass(frozen=True)
@@ -201,7 +195,7 @@ def _score(
         )
     load = max(obs.load_rps, 0.0) + req.rate_rps
     energy_j = curve.at(load)
-    grams = carbon_g(energy_j, pool.pue, obs.intensity_g_per_kwh)
+    grams = operational_g(energy_j, obs.intensity_g_per_kwh, pool.pue)
     # The model's queueing estimate, or what was observed if that is worse; a backlog adds its drain time.
     server_ms = pool.server_p99_ms(load)
     if obs.recent_p99_ms is not None:

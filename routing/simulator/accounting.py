@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from routing.candidates import J_PER_KWH
+from energy.carbon import operational_g
 from routing.queueing import wait_params, wait_tail
 from routing.simulator.scenario import Prepared
 
@@ -70,7 +70,7 @@ def account(prep: Prepared, rates: np.ndarray, variants: tuple[str, ...]) -> Out
             e = np.array([curve.at(load[t, p]) if served[t] > 0 else 0.0 for t in range(n_steps)])
             step_j = served * e * dt
             energy_j += step_j.sum()
-            carbon_g += (step_j * pool.pue * prep.intensity_g_per_kwh[:, p]).sum() / J_PER_KWH
+            carbon_g += operational_g(step_j, prep.intensity_g_per_kwh[:, p], pool.pue).sum()
 
     requests = prep.demand_rps.sum() * dt
     served_req = rates.sum() * dt

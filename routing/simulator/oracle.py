@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import linprog
 
-from routing.candidates import J_PER_KWH
+from energy.carbon import operational_g
 from routing.queueing import max_load_for_wait_rps
 from routing.simulator.scenario import Prepared
 from wattgate.errors import BadRequest
@@ -79,7 +79,7 @@ def solve(prep: Prepared, variants: tuple[str, ...]) -> OracleSolution:
     carbon = energy = 0.0
     relaxed = binding = 0
     for t in range(n_steps):
-        g_per_j = pue * prep.intensity_g_per_kwh[t] / J_PER_KWH
+        g_per_j = operational_g(1.0, prep.intensity_g_per_kwh[t], pue)
         demand = prep.demand_rps[t]
         best = None
         for modes in (slo_modes, cap_modes):

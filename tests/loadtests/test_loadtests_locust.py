@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from gateway.protocol import parse_infer_request, validate_inputs
+from serving.protocol import parse_infer_request, validate_inputs
 from loadtests.runner import run
 from loadtests.settings import LoadtestSettings
 from models.card import TensorSpec

@@ -8,7 +8,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from gateway.protocol import parse_infer_request, validate_inputs
+from serving.protocol import parse_infer_request, validate_inputs
 from loadtests.payloads import BodyFactory, ModelTarget, ZipfSampler, digits_images, malformed_bodies, oip_body, parse_models
 from loadtests.shapes import burst_users, day_fraction, diurnal_users, pick_profile, users_at
 from loadtests.tally import ResponseTally

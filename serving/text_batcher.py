@@ -16,13 +16,15 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 
-from gateway.batcher import TextWorkItem, WorkResult, run_isolated
+from energy.attribution import combine_energy
 from models.batching import pad_text_batch, split_rows
 from models.runtime import Runtime
+from models.work import TextWorkItem, WorkResult
+from serving.batching import Charge, run_isolated
 
 
 class _Row:
@@ -97,8 +99,7 @@ class LengthGroupedBatcher:
     def __init__(
         self,
         runtime: Runtime,
-        charge: Callable[[Sequence[float]], list[Any]],
-        combine_energy: Callable[[Sequence[Any]], Any],
+        charge: Charge,
         max_batch_size: int,
         max_pad_fraction: float,
         executor: ThreadPoolExecutor,
@@ -108,7 +109,6 @@ class LengthGroupedBatcher:
             raise ValueError("max_batch_size and max_concurrent_batches must be >= 1, max_pad_fraction in [0, 1)")
         self.runtime = runtime
         self._charge = charge
-        self._combine = combine_energy
         self.max_batch_size = max_batch_size
         self.max_pad_fraction = max_pad_fraction
         self.max_concurrent_batches = max_concurrent_batches
@@ -135,7 +135,7 @@ class LengthGroupedBatcher:
         outputs = {n: np.concatenate([res.outputs[n] for res in results], axis=0) for n in results[0].outputs}
         return WorkResult(
             outputs=outputs,
-            energy=self._combine([res.energy for res in results]),
+            energy=combine_energy([res.energy for res in results]),
             batch_rows=max(res.batch_rows for res in results),
             batch_requests=max(res.batch_requests for res in results),
         )

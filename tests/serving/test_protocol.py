@@ -9,7 +9,7 @@ import pytest
 import tritonclient.http as triton
 from tritonclient.http import InferResult
 
-from gateway.protocol import (
+from serving.protocol import (
     RequestedOutput,
     decode_body,
     encode_infer_response,

@@ -1,42 +1,97 @@
-"""The green router: asks the active routing policy for a pool and variant, then runs the request there.
+"""The live router: asks the active routing policy for a pool and variant, then runs the request there.
 
-Policies are pure (``routing/policies.py``); this module feeds them what the replica observes — each
-pool's grid intensity, recent load, requests in flight and health — and executes the decision on a
-pool executor: in-process for logical pools on this node, a Ray ``DeploymentHandle`` for pools pinned
-to other nodes, or an Open Inference Protocol client for remote servers.
+Policies are pure (``routing/policies.py``); this module feeds them what this process observes —
+each pool's grid intensity, recent load, requests in flight and health — and runs the decision on
+the pool's executor (``routing/pools.py``). A pool that fails is marked down for a while and the
+request falls back to the next best pool, inside :meth:`GreenRouter.execute`.
+
+    route(card, variant, local_variants, ClientContext) -> Route
+    execute(Route, PoolJob) -> Execution   (Execution.route: the pool that actually served)
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
-from collections import deque
 import logging
 import math
 import time
+from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Mapping, Protocol
 
-from gateway.accounting import IntensitySnapshot, PoolInfo
-from gateway.batcher import TextWorkItem, WorkItem, WorkResult
-from gateway.host import LoadedVersion
+from energy.coefficients import HardwareProfile
 from models.card import ModelCard
+from models.work import WorkResult
 from routing.control import RoutingControl
+from routing.intensity.snapshot import IntensitySnapshot
 from routing.policies import BudgetState, PoolState, RouteRequest, RoutingState
+from routing.pools import PoolExecutor, PoolInfo, PoolJob
 from routing.topology import Topology
-from wattgate.errors import DependencyError
+from wattgate.errors import DependencyError, Unavailable
 
-log = logging.getLogger("wattgate.green")
+log = logging.getLogger("wattgate.routing")
 
 
-class PoolExecutor(Protocol):
-    """Runs one request on one pool."""
+@dataclass(frozen=True)
+class ClientContext:
+    """What the client said about itself; None: the router's defaults."""
 
-    async def run(self, loaded: LoadedVersion, variant: str, item: WorkItem | TextWorkItem) -> WorkResult: ...
+    client_region: str | None = None
+    slo_ms: float | None = None
+    tenant: str | None = None
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where a request goes and why. ``request`` is kept so a failed pool can fall back."""
+
+    pool: PoolInfo
+    variant: str
+    route_reason: str | None = None
+    request: RouteRequest | None = None
+
+
+@dataclass(frozen=True)
+class Execution:
+    """A request's result and the route that actually served it (another pool after a fallback)."""
+
+    result: WorkResult
+    route: Route
+
+
+class Router(Protocol):
+    def route(self, card: ModelCard, requested_variant: str | None, local_variants: frozenset[str],
+              context: ClientContext) -> Route: ...
+
+    async def execute(self, route: Route, job: PoolJob) -> Execution: ...
+
+    def observe_carbon(self, model: str, carbon_g: float) -> None: ...
+
+
+class SinglePoolRouter:
+    """No topology: every request runs on this process's own pool."""
+
+    def __init__(self, pool: PoolInfo, executor: PoolExecutor) -> None:
+        self.pool = pool
+        self._executor = executor
+
+    def route(self, card, requested_variant, local_variants, context) -> Route:
+        variant, _ = card.variant(requested_variant)
+        if variant not in local_variants:
+            raise Unavailable(f"variant {variant!r} of {card.name!r} is not loaded on this gateway")
+        return Route(self.pool, variant)
+
+    async def execute(self, route: Route, job: PoolJob) -> Execution:
+        return Execution(await self._executor.run(job), route)
+
+    def observe_carbon(self, model: str, carbon_g: float) -> None:
+        return None
 
 
 @dataclass
-class _PoolLoad:
-    """Arrival rate (EWMA over ~``tau_s``) and requests in flight, as this replica sees them."""
+class PoolLoad:
+    """Arrival rate (EWMA over ~``tau_s``) and requests in flight, as this process sees them."""
 
     tau_s: float = 5.0
     rate_rps: float = 0.0
@@ -73,7 +128,7 @@ class _PoolLoad:
 class BudgetTracker:
     """Carbon spent per model in the current period, for the carbon-budget policy."""
 
-    def __init__(self, budgets_g: dict[str, float], period_s: float) -> None:
+    def __init__(self, budgets_g: Mapping[str, float], period_s: float) -> None:
         self.budgets_g = dict(budgets_g)
         self.period_s = period_s
         self._start = time.monotonic()
@@ -95,8 +150,8 @@ class GreenRouter:
         topology: Topology,
         control: RoutingControl,
         intensity: IntensitySnapshot,
-        executors: dict[str, PoolExecutor],
-        profiles: dict[str, Any],
+        executors: Mapping[str, PoolExecutor],
+        profiles: Mapping[str, HardwareProfile],
         slo_ms: float,
         default_client_region: str,
         budgets: BudgetTracker | None = None,
@@ -108,12 +163,12 @@ class GreenRouter:
         self.topology = topology
         self.control = control
         self.intensity = intensity
-        self.executors = executors
-        self.profiles = profiles
+        self.executors = dict(executors)
         self.slo_ms = slo_ms
         self.default_client_region = default_client_region
         self.budgets = budgets or BudgetTracker({}, 3600)
-        self._load = {p.name: _PoolLoad() for p in topology.pools}
+        self.pools = {p.name: PoolInfo(p.name, p.region, p.hardware, p.pue, profiles[p.hardware]) for p in topology.pools}
+        self.load = {p.name: PoolLoad() for p in topology.pools}
         self._seq = itertools.count()
         self._decisions: dict = {}
         self.decision_ttl_s = decision_ttl_s
@@ -122,7 +177,7 @@ class GreenRouter:
         pools = {}
         for p in self.topology.pools:
             g, _, stale = self.intensity.get(p.region)
-            load = self._load[p.name]
+            load = self.load[p.name]
             pools[p.name] = PoolState(
                 intensity_g_per_kwh=g,
                 healthy=now >= load.down_until_s,
@@ -133,18 +188,18 @@ class GreenRouter:
             )
         return RoutingState(self.topology, pools, model_budgets=self.budgets.states(), request_seq=next(self._seq))
 
-    def route(self, card: ModelCard, loaded: LoadedVersion, requested_variant: str | None, rows: int, context: dict | None = None):
-        context = context or {}
+    def route(self, card: ModelCard, requested_variant: str | None, local_variants: frozenset[str],
+              context: ClientContext) -> Route:
         variant, _ = card.variant(requested_variant)
         # An explicitly requested variant is honoured; otherwise the card's fallbacks are allowed.
         allowed = (variant,) if requested_variant else (variant, *card.fallback_variants)
         request = RouteRequest(
             model=card.name,
             variant=variant,
-            client_region=context.get("client_region") or self.default_client_region,
-            slo_ms=float(context.get("slo_ms") or self.slo_ms),
-            tenant=context.get("tenant") or "default",
-            allowed_variants=tuple(v for v in allowed if v in loaded.batchers or v == variant),
+            client_region=context.client_region or self.default_client_region,
+            slo_ms=float(context.slo_ms or self.slo_ms),
+            tenant=context.tenant or "default",
+            allowed_variants=tuple(v for v in allowed if v in local_variants or v == variant),
         )
         now = time.monotonic()
         policy = self.control.policy
@@ -160,52 +215,41 @@ class GreenRouter:
             if len(self._decisions) > 1024:
                 self._decisions.clear()
             self._decisions[key] = (now, decision)
-        return decision.variant, self._info(decision, request, now)
+        return self._route(decision, request, now)
 
     def _healthy(self, pool: str, now: float) -> bool:
-        return now >= self._load[pool].down_until_s
+        return now >= self.load[pool].down_until_s
 
-    def _info(self, decision, request: RouteRequest, now: float, note: str = "") -> PoolInfo:
+    def _route(self, decision, request: RouteRequest, now: float, note: str = "") -> Route:
         pool = self.topology.pool(decision.pool)
         rtt = pool.rtt_ms.get(request.client_region)
         if rtt is not None:
-            self._load[pool.name].add_budget(now, request.slo_ms - rtt)
-        return PoolInfo(
-            name=pool.name,
-            region=pool.region,
-            hardware=pool.hardware,
-            pue=pool.pue,
-            profile=self.profiles[pool.hardware],
-            route_reason=decision.route_reason + note,
-            request=request,
-        )
+            self.load[pool.name].add_budget(now, request.slo_ms - rtt)
+        return Route(self.pools[pool.name], decision.variant, decision.route_reason + note, request)
 
-    async def execute(self, pool: PoolInfo, loaded: LoadedVersion, variant: str, item, fallback_depth: int = 0) -> WorkResult:
-        load = self._load[pool.name]
-        now = time.monotonic()
-        load.arrive(1.0, now)
+    async def execute(self, route: Route, job: PoolJob, fallback_depth: int = 0) -> Execution:
+        load = self.load[route.pool.name]
+        load.arrive(1.0, time.monotonic())
         load.in_flight += 1
         try:
-            result = await self.executors[pool.name].run(loaded, variant, item)
+            result = await self.executors[route.pool.name].run(job)
         except DependencyError as exc:
             # A pool that fails is skipped for a while, and this request falls back to the next best.
             load.failures += 1
             load.down_until_s = time.monotonic() + min(30.0, 2.0 ** min(load.failures, 5))
-            if pool.request is None or fallback_depth >= 2:
+            if route.request is None or fallback_depth >= 2:
                 raise
-            log.warning("pool %s failed (%s); falling back", pool.name, exc)
+            log.warning("pool %s failed (%s); falling back", route.pool.name, exc)
             now = time.monotonic()
-            decision = self.control.policy.choose(pool.request, self._state(now))
-            if decision.pool == pool.name:
+            decision = self.control.policy.choose(route.request, self._state(now))
+            if decision.pool == route.pool.name:
                 raise
-            other = self._info(decision, pool.request, now, note=f" (fallback: {pool.name} failed)")
-            result = await self.execute(other, loaded, decision.variant, item, fallback_depth + 1)
-            result.served_by = result.served_by or other
-            return result
+            other = self._route(decision, route.request, now, note=f" (fallback: {route.pool.name} failed)")
+            return await self.execute(other, dataclasses.replace(job, variant=other.variant), fallback_depth + 1)
         finally:
             load.in_flight -= 1
         load.failures = 0
-        return result
+        return Execution(result, route)
 
     def observe_carbon(self, model: str, carbon_g: float) -> None:
         self.budgets.add(model, carbon_g)

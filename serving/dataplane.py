@@ -1,7 +1,8 @@
-"""The data plane: what each Open Inference Protocol call does, free of HTTP frameworks and Ray.
+"""The data plane: what each Open Inference Protocol call does, free of HTTP servers and Ray.
 
-An infer call flows: parse -> validate against the card -> cache -> route -> batch + run ->
-meter and account -> encode. The HTTP layer only maps paths to these methods and errors to statuses.
+An infer call flows: parse -> validate against the card -> route -> cache -> run on the routed pool
+(batched) -> account energy and carbon -> encode. The HTTP layer (``gateway/http.py``) only maps
+paths to these methods and errors to statuses; a gRPC front end would call the same methods.
 """
 
 from __future__ import annotations
@@ -9,21 +10,25 @@ from __future__ import annotations
 import itertools
 import time
 import uuid
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Awaitable, Callable, Protocol
 
 import numpy as np
 
-from gateway.batcher import TextWorkItem, WorkItem, WorkResult
-from gateway.host import LoadedVersion, ModelHost
-from gateway.protocol import (
+from cache.keys import cache_key
+from cache.service import CacheOutcome
+from models.work import TextWorkItem, WorkItem
+from routing.live import ClientContext, Execution, Router
+from routing.pools import PoolJob
+from serving.accounting import RequestAccountant, ServedRequest
+from serving.host import LoadedVersion, ModelHost
+from serving.protocol import (
     decode_body,
     encode_infer_response,
+    parameter_headers,
     parse_infer_request,
     select_outputs,
     validate_inputs,
 )
-from models.card import ModelCard
 from wattgate import __version__
 from wattgate.errors import BadRequest, PayloadTooLarge
 from wattgate.settings import Settings
@@ -32,37 +37,18 @@ from wattgate.tensors import Tensor
 EXTENSIONS = ["binary_tensor_data", "model_repository", "statistics", "energy", "carbon", "green_routing"]
 
 
-@dataclass
-class Executed:
-    """What running a request produced, before accounting."""
-
-    outputs: list[Tensor]
-    result: WorkResult | None
-    variant: str
-    pool: Any  # the pool that served it (a routing decision carries more)
-
-
-class Accounting(Protocol):
-    def account(self, *, card: ModelCard, executed: Executed, cache_status: str, latency_ms: float,
-                request_id: str, rows: int, cache_cost: Any) -> dict[str, Any]: ...
-
-
-class Router(Protocol):
-    def route(self, card: ModelCard, loaded: LoadedVersion, requested_variant: str | None, rows: int, context: dict) -> tuple[str, Any]: ...
-
-    async def execute(self, pool: Any, loaded: LoadedVersion, variant: str, item: WorkItem) -> WorkResult: ...
-
-
 class Cache(Protocol):
-    async def get_or_compute(self, key: str, compute, *, model: str, version: str): ...
+    async def get_or_compute(self, key: str, compute: Callable[[], Awaitable[tuple[list[Tensor], Execution]]], *,
+                             model: str, version: str) -> CacheOutcome: ...
 
 
 class DataPlane:
-    def __init__(self, settings: Settings, host: ModelHost, router: Router, accounting: Accounting, cache: Cache | None = None) -> None:
+    def __init__(self, settings: Settings, host: ModelHost, router: Router, accountant: RequestAccountant,
+                 cache: Cache | None = None) -> None:
         self.settings = settings
         self.host = host
         self.router = router
-        self.accounting = accounting
+        self.accountant = accountant
         self.cache = cache
         self._config_id = settings.fingerprint()
         # Request ids unique per replica without a uuid4 (os.urandom) per request.
@@ -131,82 +117,46 @@ class DataPlane:
         wanted_variant = request.parameters.get("variant")
         if wanted_variant is not None and not isinstance(wanted_variant, str):
             raise BadRequest("parameters.variant must be a string")
-        context = {
-            "client_region": headers.get("x-client-region"),
-            "tenant": headers.get("x-tenant"),
-            "slo_ms": request.parameters.get("slo_ms") if isinstance(request.parameters.get("slo_ms"), (int, float)) else None,
-        }
-        variant, pool = self.router.route(card, loaded, wanted_variant, request.rows, context)
+        slo_ms = request.parameters.get("slo_ms")
+        context = ClientContext(
+            client_region=headers.get("x-client-region"),
+            slo_ms=slo_ms if isinstance(slo_ms, (int, float)) else None,
+            tenant=headers.get("x-tenant"),
+        )
+        route = self.router.route(card, wanted_variant, loaded.variants, context)
         output_names = [o.name for o in requested]
 
-        async def compute() -> tuple[list[Tensor], Executed]:
-            item = self._work_item(loaded, variant, request.inputs)
-            result = await self.router.execute(pool, loaded, variant, item)
-            outputs = [Tensor.from_numpy(n, np.asarray(result.outputs[n])) for n in output_names]
-            return outputs, Executed(outputs, result, variant, result.served_by or pool)
+        async def compute() -> tuple[list[Tensor], Execution]:
+            # Built here, not before the cache: a hit never tokenises text.
+            item = self._work_item(loaded, route.variant, request.inputs)
+            job = PoolJob(card.name, card.version, route.variant, item, loaded.output_names)
+            execution = await self.router.execute(route, job)
+            outputs = [Tensor.from_numpy(n, np.asarray(execution.result.outputs[n])) for n in output_names]
+            return outputs, execution
 
-        cache_status, cache_cost = "off", None
         if self.cache is not None:
-            key = self._cache_key(card, variant, output_names, request.inputs)
+            key = cache_key(card.name, card.version, route.variant, output_names, request.inputs)
             outcome = await self.cache.get_or_compute(key, compute, model=card.name, version=card.version)
-            cache_status, cache_cost = outcome.status, outcome
             # Only the request that ran the model carries its energy; hits and followers pay their own.
-            executed = outcome.extra if outcome.computed else Executed(outcome.outputs, None, variant, pool)
-            outputs = outcome.outputs
+            outputs, cache_status, cache_cpu_s = outcome.outputs, outcome.status, outcome.cache_cpu_s
+            execution = outcome.extra if outcome.computed else None
         else:
-            outputs, executed = await compute()
-        request_id = request.id or f"{self._id_prefix}-{next(self._ids)}"
-        latency_ms = (time.perf_counter() - started) * 1000
-        params = self.accounting.account(
-            card=card, executed=executed, cache_status=cache_status, latency_ms=latency_ms,
-            request_id=request_id, rows=request.rows, cache_cost=cache_cost,
+            (outputs, execution), cache_status, cache_cpu_s = await compute(), "off", 0.0
+        served = ServedRequest(
+            card=card, route=route, execution=execution, cache_status=cache_status, cache_cpu_s=cache_cpu_s,
+            latency_ms=(time.perf_counter() - started) * 1000,
+            request_id=request.id or f"{self._id_prefix}-{next(self._ids)}", rows=request.rows,
         )
+        params = self.accountant.account(served).parameters()
         body, out_headers = encode_infer_response(card.name, card.version, outputs, requested, request.id, params)
-        out_headers.update(_parameter_headers(params))
+        out_headers.update(parameter_headers(params))
         return body, out_headers
 
-    def _work_item(self, loaded: LoadedVersion, variant: str, inputs: list[Tensor]) -> WorkItem | TextWorkItem:
+    @staticmethod
+    def _work_item(loaded: LoadedVersion, variant: str, inputs: list[Tensor]) -> WorkItem | TextWorkItem:
         pre = loaded.preprocessors.get(variant)
         if pre is not None:
             return TextWorkItem(pre.rows(inputs))
         arrays = {t.name: t.data for t in inputs}
         rows = inputs[0].shape[0] if inputs[0].shape else 1
         return WorkItem(arrays, rows, float(rows))
-
-    @staticmethod
-    def _cache_key(card: ModelCard, variant: str, outputs: list[str], inputs: list[Tensor]) -> str:
-        from cache.keys import cache_key
-
-        return cache_key(card.name, card.version, variant, outputs, inputs)
-
-
-_HEADER_NAMES = {
-    "energy_j": "x-energy-j",
-    "energy_method": "x-energy-method",
-    "carbon_g": "x-carbon-g",
-    "intensity_g_per_kwh": "x-intensity-g-per-kwh",
-    "region": "x-region",
-    "hardware": "x-hardware",
-    "variant": "x-variant",
-    "pool": "x-pool",
-    "cache": "x-cache",
-    "route_reason": "x-route-reason",
-}
-
-
-_ASCII = str.maketrans({"≤": "<=", "≥": ">=", "\r": " ", "\n": " "})
-
-
-def _parameter_headers(params: dict[str, Any]) -> dict[str, str]:
-    """The same figures as response headers; header values must be single-line latin-1, so ASCII."""
-    out = {}
-    for key, header in _HEADER_NAMES.items():
-        if key in params and params[key] is not None:
-            value = params[key]
-            if isinstance(value, float):
-                out[header] = f"{value:.6g}"
-            elif key == "route_reason":  # the only free text
-                out[header] = value.translate(_ASCII).encode("ascii", "replace").decode("ascii")
-            else:
-                out[header] = str(value)
-    return out

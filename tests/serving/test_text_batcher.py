@@ -9,8 +9,9 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from gateway.batcher import TextWorkItem
-from gateway.text_batcher import LengthGroupedBatcher, SentenceQueue, _Row
+from energy.attribution import RequestEnergy
+from models.work import TextWorkItem
+from serving.text_batcher import LengthGroupedBatcher, SentenceQueue, _Row
 from wattgate.errors import BackendError
 
 
@@ -40,15 +41,12 @@ class MeanRuntime:
 
 def charge(units):
     total = sum(units)
-    return [u / total for u in units]  # each row's share of one joule per batch
-
-
-def combine(parts):
-    return sum(parts)
+    # each row's share of one joule per batch
+    return [RequestEnergy(u / total, u / total, 0.0, "test", False, len(units), u / total) for u in units]
 
 
 def make(runtime, max_batch_size=32, pad=0.0, concurrent=1):
-    return LengthGroupedBatcher(runtime, charge, combine, max_batch_size, pad, ThreadPoolExecutor(concurrent), concurrent)
+    return LengthGroupedBatcher(runtime, charge, max_batch_size, pad, ThreadPoolExecutor(concurrent), concurrent)
 
 
 class DoneFuture:
@@ -126,7 +124,7 @@ async def test_idle_batcher_runs_a_lone_sentence_at_once_and_batches_under_load(
     assert [r.outputs["mean"][0, 0] for r in results] == [1.0, *range(1, 9), 100.0]
     assert rt.shapes[1:] == [(1, 3), (8, 6), (1, 9)]  # equal lengths shared one batch, nothing padded
     assert b.batch_sizes == {1: 3, 8: 1} and b.calls == 4 and b.rows_seen == 11
-    assert results[1].energy == pytest.approx(1 / 8)  # the batch's energy split by tokens
+    assert results[1].energy.energy_j == pytest.approx(1 / 8)  # the batch's energy split by tokens
 
 
 async def test_a_request_keeps_its_sentence_order_across_batches():
@@ -134,7 +132,7 @@ async def test_a_request_keeps_its_sentence_order_across_batches():
     b = make(rt, pad=0.0)
     out = await b.infer(TextWorkItem([row(4, 1), row(9, 2), row(4, 3), row(2, 4)]))
     assert out.outputs["mean"][:, 0].tolist() == [1.0, 2.0, 3.0, 4.0]
-    assert out.energy == pytest.approx(sum(1.0 for _ in range(3)))  # 3 batches, each charged 1 J in full
+    assert out.energy.energy_j == pytest.approx(sum(1.0 for _ in range(3)))  # 3 batches, each charged 1 J in full
 
 
 async def test_a_bad_sentence_fails_alone():
@@ -191,7 +189,7 @@ def test_settings_are_checked():
 
 
 def test_batch_cap_and_padding_follow_the_profile_on_this_hardware():
-    from gateway.host import text_batching
+    from serving.host import text_batching
     from wattgate.settings import ModelServing
 
     serving = ModelServing(max_batch_size=32, text_max_pad_fraction=0.1)

@@ -1,4 +1,7 @@
-"""The models a replica has loaded: cards, runtimes and batch queues, with Triton-style load/unload."""
+"""The models this process has loaded: cards, runtimes and batch queues, with Triton-style load/unload.
+
+``ModelHost.run`` is the local pool: it runs a routed request on this process's own batchers.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +14,10 @@ from concurrent.futures import ThreadPoolExecutor
 from models.card import ModelCard
 from models.registry import ModelRegistry
 from models.runtime import RuntimeOptions, make_runtime
+from models.text import TextPreprocessor
+from models.work import WorkResult
+from routing.pools import PoolJob
+from serving.batching import Batcher
 from wattgate.errors import ModelNotFound, Unavailable, WattgateError
 from wattgate.settings import ModelServing, ModelsSettings
 
@@ -51,9 +58,15 @@ def text_batching(profile: dict, hardware: str, serving: ModelServing) -> tuple[
 @dataclass
 class LoadedVersion:
     card: ModelCard
-    batchers: dict[str, object]  # variant -> VariantBatcher
+    batchers: dict[str, Batcher]  # variant -> its batch queue
     serving: ModelServing  # resolved once at load, not merged per request
-    preprocessors: dict[str, object] = field(default_factory=dict)
+    preprocessors: dict[str, TextPreprocessor] = field(default_factory=dict)
+    variants: frozenset[str] = frozenset()  # the variants loaded here
+    output_names: tuple[str, ...] = ()  # every output of the model, in the card's order
+
+    def __post_init__(self) -> None:
+        self.variants = frozenset(self.batchers)
+        self.output_names = tuple(o.name for o in self.card.outputs)
 
 
 @dataclass
@@ -69,8 +82,8 @@ class ModelHost:
         self,
         registry: ModelRegistry,
         settings: ModelsSettings,
-        make_batcher: Callable[..., object],
-        make_text_batcher: Callable[..., object] | None = None,
+        make_batcher: Callable[..., Batcher],
+        make_text_batcher: Callable[..., Batcher] | None = None,
         hardware: str = "x86",
     ) -> None:
         self.registry = registry
@@ -132,8 +145,6 @@ class ModelHost:
                     executor=executor,
                 )
                 continue
-            from models.text import TextPreprocessor
-
             pre[variant] = TextPreprocessor(
                 self.registry.support_path(card, card.preprocess.tokenizer_file),
                 card.preprocess.max_length,
@@ -155,9 +166,7 @@ class ModelHost:
     def _close(state: ModelState) -> None:
         for v in state.versions.values():
             for b in v.batchers.values():
-                close = getattr(b, "close", None)
-                if close:
-                    close()
+                b.close()
 
     # -- lookup ------------------------------------------------------------------------------
     def resolve(self, name: str, version: str | None) -> LoadedVersion:
@@ -174,6 +183,17 @@ class ModelHost:
             return state.versions[version]
         except KeyError:
             raise ModelNotFound(f"model {name!r} has no loaded version {version!r}") from None
+
+    async def run(self, job: PoolJob) -> WorkResult:
+        """The local pool: run a routed request on this process's batcher for its variant."""
+        batcher = self.resolve(job.model, job.version).batchers.get(job.variant)
+        if batcher is None:
+            raise Unavailable(f"variant {job.variant!r} of {job.model!r} is not loaded on this gateway")
+        return await batcher.infer(job.item)
+
+    def close(self) -> None:
+        for state in self.models.values():
+            self._close(state)
 
     def index(self) -> list[dict]:
         out = []

@@ -1,6 +1,6 @@
 """Open Inference Protocol v2 (KServe V2 / Triton) REST codec, JSON and binary tensor extension.
 
-Pure bytes in, bytes out: no HTTP framework and no Ray, so it is unit-tested directly. The binary
+Pure bytes in, bytes out: no HTTP server and no Ray, so it is unit-tested directly. The binary
 layout follows Triton's binary tensor data extension exactly as ``tritonclient.http`` sends it:
 a JSON header of ``Inference-Header-Content-Length`` bytes, then each binary tensor's raw bytes in
 the order the header lists them, sized by ``parameters.binary_data_size``.
@@ -259,6 +259,37 @@ def encode_infer_response(
     }
 
 
+_HEADER_NAMES = {
+    "energy_j": "x-energy-j",
+    "energy_method": "x-energy-method",
+    "carbon_g": "x-carbon-g",
+    "intensity_g_per_kwh": "x-intensity-g-per-kwh",
+    "region": "x-region",
+    "hardware": "x-hardware",
+    "variant": "x-variant",
+    "pool": "x-pool",
+    "cache": "x-cache",
+    "route_reason": "x-route-reason",
+}
+_ASCII = str.maketrans({"≤": "<=", "≥": ">=", "\r": " ", "\n": " "})
+
+
+def parameter_headers(params: dict[str, Any]) -> dict[str, str]:
+    """A response's key figures as headers too; header values must be single-line latin-1, so ASCII."""
+    out = {}
+    for key, header in _HEADER_NAMES.items():
+        value = params.get(key)
+        if value is None:
+            continue
+        if isinstance(value, float):
+            out[header] = f"{value:.6g}"
+        elif key == "route_reason":  # the only free text
+            out[header] = value.translate(_ASCII).encode("ascii", "replace").decode("ascii")
+        else:
+            out[header] = str(value)
+    return out
+
+
 def _flat(data: np.ndarray) -> np.ndarray:
     """1-D, contiguous and native-endian: what orjson serialises without a Python list."""
     flat = np.ascontiguousarray(data.reshape(-1))
@@ -281,6 +312,7 @@ __all__ = [
     "RequestedOutput",
     "decode_body",
     "encode_infer_response",
+    "parameter_headers",
     "parse_infer_request",
     "select_outputs",
     "serialize_bytes_tensor",

@@ -1,0 +1,175 @@
+"""Dynamic batching of tensor-model variants: the batcher interface and a plain-asyncio batcher.
+
+Requests' rows are merged into one runtime call and split back; a batch counts rows (not
+requests), so ``max_batch_size`` bounds what the runtime sees. Each batch is charged its energy
+right after it runs, so every response leaves with final figures. ``TensorBatchRunner`` holds
+the work (merge, run, charge, split, statistics); a batcher adds only a queue. ``TensorBatcher``
+queues with asyncio alone; ``gateway/serve_batcher.py`` queues with Ray Serve's ``@serve.batch``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from typing import Awaitable, Callable, Protocol, Sequence
+
+from energy.attribution import RequestEnergy
+from models.batching import merge_rows, split_rows
+from models.runtime import Runtime
+from models.work import TextWorkItem, WorkItem, WorkResult
+from wattgate.errors import WattgateError
+
+Charge = Callable[[Sequence[float]], list[RequestEnergy]]  # work units per request -> their energy
+
+
+class Batcher(Protocol):
+    """One variant's batch queue. Statistics follow Triton's: ``calls`` runtime invocations
+    (execution_count), ``rows_seen`` rows inferred (inference_count), ``batch_sizes`` rows -> batches."""
+
+    calls: int
+    rows_seen: int
+    batch_sizes: dict[int, int]
+
+    async def infer(self, item: WorkItem | TextWorkItem) -> WorkResult: ...
+
+    def close(self) -> None: ...
+
+
+async def run_isolated(items: list, run: Callable[[list], Awaitable[list[WorkResult]]]) -> list[WorkResult | WattgateError]:
+    """``run(items)`` as one batch; if that fails, each item alone, so one bad request never fails its
+    batch-mates. Each item gets its result or its own error."""
+    try:
+        return await run(items)
+    except WattgateError as exc:
+        if len(items) == 1:
+            return [exc]
+    results: list[WorkResult | WattgateError] = []
+    for item in items:
+        try:
+            results.extend(await run([item]))
+        except WattgateError as exc:
+            results.append(exc)
+    return results
+
+
+class TensorBatchRunner:
+    """Runs one batch of a tensor-model variant: merge rows, run, charge energy, split, count."""
+
+    def __init__(self, runtime: Runtime, charge: Charge, executor: ThreadPoolExecutor | None = None) -> None:
+        self.runtime = runtime
+        self._charge = charge
+        self.calls = 0
+        self.rows_seen = 0
+        self.batch_sizes: dict[int, int] = {}
+        # A worker thread keeps long runs (text encoders) off the event loop; tiny models run inline
+        # (executor None) because a thread hop costs more than their inference.
+        self._executor = executor
+
+    async def run_items(self, items: list[WorkItem]) -> list[WorkResult | WattgateError]:
+        return await run_isolated(items, self._run)
+
+    async def _run(self, items: list[WorkItem]) -> list[WorkResult]:
+        merged, rows = merge_rows([i.inputs for i in items])
+        if self._executor is None:
+            outputs = self.runtime.run(merged)
+        else:
+            outputs = await asyncio.get_running_loop().run_in_executor(self._executor, self.runtime.run, merged)
+        energies = self._charge([i.work_units for i in items])
+        self.calls += 1
+        total = sum(rows)
+        self.rows_seen += total
+        self.batch_sizes[total] = self.batch_sizes.get(total, 0) + 1
+        return [
+            WorkResult(outputs=o, energy=e, batch_rows=total, batch_requests=len(items))
+            for o, e in zip(split_rows(outputs, rows), energies)
+        ]
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=False)
+
+
+class TensorBatcher(TensorBatchRunner):
+    """A batch queue on asyncio alone: a batch runs once it holds ``max_batch_size`` rows or its
+    oldest request has waited ``batch_wait_timeout_s``; one batch runs at a time."""
+
+    def __init__(self, runtime: Runtime, charge: Charge, max_batch_size: int, batch_wait_timeout_s: float,
+                 executor: ThreadPoolExecutor | None = None) -> None:
+        super().__init__(runtime, charge, executor)
+        if max_batch_size < 1 or batch_wait_timeout_s < 0:
+            raise ValueError("max_batch_size must be >= 1 and batch_wait_timeout_s >= 0")
+        self.max_batch_size = max_batch_size
+        self.batch_wait_timeout_s = batch_wait_timeout_s
+        self._queue: deque[tuple[WorkItem, asyncio.Future]] = deque()
+        self._queued_rows = 0
+        self._arrived: asyncio.Event | None = None
+        self._worker: asyncio.Task | None = None
+
+    async def infer(self, item: WorkItem) -> WorkResult:
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self._queue.append((item, future))
+        self._queued_rows += item.rows
+        if self._worker is None or self._worker.done():
+            self._arrived = asyncio.Event()  # bound to this loop, like the worker
+            self._worker = loop.create_task(self._drain())
+        self._arrived.set()
+        return await future
+
+    async def _drain(self) -> None:
+        try:
+            await self._drain_batches()
+        except BaseException as exc:  # nobody queued may wait forever on a worker that is gone
+            while self._queue:
+                _, future = self._queue.popleft()
+                if future.done():
+                    continue
+                if isinstance(exc, Exception):
+                    future.set_exception(exc)
+                else:
+                    future.cancel()
+            self._queued_rows = 0
+            raise
+
+    async def _drain_batches(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._queue:
+            deadline = loop.time() + self.batch_wait_timeout_s
+            while self._queued_rows < self.max_batch_size and (left := deadline - loop.time()) > 0:
+                self._arrived.clear()
+                try:
+                    await asyncio.wait_for(self._arrived.wait(), left)
+                except TimeoutError:
+                    break
+            batch = self._take()
+            if not batch:
+                continue
+            try:
+                results = await self.run_items([item for item, _ in batch])
+            except Exception as exc:  # a bug: these requests fail, the queue goes on
+                results = [exc] * len(batch)
+            for (_, future), result in zip(batch, results):
+                if future.done():  # its request was cancelled
+                    continue
+                if isinstance(result, BaseException):
+                    future.set_exception(result)
+                else:
+                    future.set_result(result)
+
+    def _take(self) -> list[tuple[WorkItem, asyncio.Future]]:
+        """The oldest live requests up to ``max_batch_size`` rows (a first request never waits alone)."""
+        batch, rows = [], 0
+        while self._queue:
+            item, future = self._queue[0]
+            if future.done():  # cancelled while queued: never runs
+                self._queue.popleft()
+                self._queued_rows -= item.rows
+                continue
+            if batch and rows + item.rows > self.max_batch_size:
+                break
+            self._queue.popleft()
+            self._queued_rows -= item.rows
+            batch.append((item, future))
+            rows += item.rows
+        return batch
