@@ -12,9 +12,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from cache.base import redact_url
 from cache.breaker import CircuitBreaker
-from cache.settings import CacheSettings
+from cache.settings import CacheSettings, redact_url
 from wattgate.errors import CacheUnavailable
 
 # Errors that say "Redis is not there or not answering": they open the breaker. Other RedisErrors
