@@ -61,13 +61,6 @@ class RedisCache:
         except (RedisError, OSError):
             pass  # closing a pool whose server is gone is not worth an error at shutdown
 
-    async def ping(self) -> bool:
-        """True when Redis answers now (goes through the breaker like any call); for readiness checks."""
-        try:
-            return bool(await self._call("PING", self._client.ping))
-        except CacheUnavailable:
-            return False
-
     async def _call(self, op: str, fn: Callable[[], Awaitable[Any]]) -> Any:
         if not self.breaker.allow():
             raise CacheUnavailable(
