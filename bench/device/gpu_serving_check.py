@@ -1,6 +1,6 @@
 """Device check: an ONNX encoder served on a GPU through PyTorch CUDA, metered by NVML, per request.
 
-    python3 -m energy.gpu_serving_check [--seconds 12] [--out DIR]
+    python3 -m bench.device.gpu_serving_check [--seconds 12] [--out DIR]
 
 Builds a wide ONNX MLP (64-4096-4096-10, random weights; onnx2torch could not run a transformers-exported encoder), loads it
 with ``models.torch_runtime.TorchCudaRuntime`` (onnx2torch; fp32 and fp16), and charges every batch

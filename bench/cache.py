@@ -1,6 +1,6 @@
 """Cache hits against misses through a real gateway, with the floor no hit can beat.
 
-    python -m loadtests.bench_cache [--concurrency 1,8,32] [--duration 6] [--cache-url redis://...]
+    python -m bench.cache [--concurrency 1,8,32] [--duration 6] [--cache-url redis://...]
 
 Starts wattgate with the cache on (in-process LRU, or Redis with ``--cache-url``) and measures, with a
 closed-loop aiohttp load at each concurrency:
@@ -30,11 +30,11 @@ from typing import Callable
 
 import numpy as np
 
+from bench.settings import BenchSettings
+from bench.systems import ROOT, discover_models, start_wattgate
 from loadtests.aioload import run_load
-from loadtests.bench_systems import ROOT, discover_models, start_wattgate
 from loadtests.payloads import SENTENCES
 from loadtests.procs import ProcessTreeCpu
-from loadtests.settings import BenchSettings
 
 JSON = {"content-type": "application/json"}
 Request = Callable[[int], tuple[bytes, dict[str, str]]]
