@@ -1,10 +1,12 @@
-"""The cache benchmark without a gateway: its cells and its ratios."""
+"""The cache benchmark without a gateway: its cells, its ratios, and the backend measured on its own."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
-from bench.cache import cells_for, hit_over_miss
+from bench.cache import backend_table, cells_for, hit_over_miss, measure_backend
 
 
 def test_cache_bench_cells_hit_only_warmed_bodies_and_never_repeat_a_miss():
@@ -28,3 +30,13 @@ def test_cache_bench_ratios_pair_cells_at_the_same_concurrency():
     assert r["digits"] == {8: {"hit_over_miss": 1.5, "floor_over_miss": 3.0}}  # no miss cell at 32
     assert r["minilm"][8]["hit_over_miss"] == pytest.approx(6.0)
 
+
+def test_backend_measurement_counts_every_hit_it_timed():
+    r = asyncio.run(measure_backend(None, n=200, concurrency=4))
+    assert r["backend"].startswith("in-process LRU") and r["n"] == 200 and r["value_bytes"] > 40
+    # 200 timed hits, then 4 callers x 50 hits: every get_or_compute after the misses was a hit.
+    assert r["hits_counted"] == 200 + 4 * 50
+    for op in ("get", "set", "hit", "miss_overhead"):
+        assert 0 < r[f"{op}_p50_us"] <= r[f"{op}_p99_us"]
+    assert r["hit_throughput_per_s"] > 0 and "perf_counter_ns" in r["method"]
+    assert "in-process LRU" in backend_table([r])
