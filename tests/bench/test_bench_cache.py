@@ -40,3 +40,13 @@ def test_backend_measurement_counts_every_hit_it_timed():
         assert 0 < r[f"{op}_p50_us"] <= r[f"{op}_p99_us"]
     assert r["hit_throughput_per_s"] > 0 and "perf_counter_ns" in r["method"]
     assert "in-process LRU" in backend_table([r])
+
+
+@pytest.mark.integration
+def test_backend_measurement_against_a_real_redis():
+    from tests.redis_server import LocalRedis
+
+    with LocalRedis() as server:
+        r = asyncio.run(measure_backend(server.url, n=100, concurrency=4))
+    assert r["backend"] == f"redis at {server.url}" and r["hits_counted"] == 100 + 4 * 25
+    assert 0 < r["get_p50_us"] <= r["get_p99_us"]
