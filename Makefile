@@ -42,8 +42,8 @@ test-fast: $(VENV)/.dev-installed
 	$(PY) -m pytest -q -m "not integration"
 
 bench: $(VENV)/.dev-installed .venv-triton/.installed $(REPO)/digits/1/card.json
-	$(PY) -m loadtests.bench
-	$(PY) -m loadtests.bench_cache
+	$(PY) -m bench.peers
+	$(PY) -m bench.cache
 
 loadtest: $(VENV)/.dev-installed $(REPO)/digits/1/card.json
 	$(VENV)/bin/wattgate loadtest

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
-from cache.settings import REDIS_SCHEMES, CacheSettings
+from cache.memory import MemoryCache
+from cache.redis import RedisCache
+from cache.settings import REDIS_SCHEMES, CacheSettings, redact_url
 from wattgate.errors import BadRequest
 
 
@@ -28,13 +30,9 @@ def make_cache(settings: CacheSettings) -> PredictionCache:
     """``redis://``, ``rediss://`` or ``unix://`` -> Redis; no URL -> in-process LRU; anything else raises."""
     url = settings.url
     if url is None or url == "":
-        from cache.memory import MemoryCache
-
         return MemoryCache(max_bytes=settings.memory_max_bytes, max_entries=settings.memory_max_entries)
     scheme = urlsplit(url).scheme
     if scheme in REDIS_SCHEMES:
-        from cache.redis import RedisCache
-
         return RedisCache.from_settings(settings)
     raise BadRequest(
         f"cache url {redact_url(url)!r}: unknown scheme {scheme!r}; "
@@ -50,17 +48,6 @@ def describe(settings: CacheSettings) -> str:
         entries = f", {settings.memory_max_entries} entries" if settings.memory_max_entries else ""
         return f"in-process LRU, {_human_bytes(settings.memory_max_bytes)}{entries}"
     return f"redis at {redact_url(settings.url)}"
-
-
-def redact_url(url: str) -> str:
-    """The URL with any password (in the userinfo or a ``?password=`` query) replaced by ***."""
-    parts = urlsplit(url)
-    netloc, query = parts.netloc, parts.query
-    if parts.password is not None:
-        netloc = f"{parts.username or ''}:***@{netloc.rpartition('@')[2]}"
-    if "password" in query:
-        query = urlencode([(k, "***" if k == "password" else v) for k, v in parse_qsl(query, keep_blank_values=True)], safe="*")
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
 def _human_bytes(n: int) -> str:

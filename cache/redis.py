@@ -12,9 +12,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from cache.base import redact_url
 from cache.breaker import CircuitBreaker
-from cache.settings import CacheSettings
+from cache.settings import CacheSettings, redact_url
 from wattgate.errors import CacheUnavailable
 
 # Errors that say "Redis is not there or not answering": they open the breaker. Other RedisErrors
@@ -61,13 +60,6 @@ class RedisCache:
             await self._client.aclose()
         except (RedisError, OSError):
             pass  # closing a pool whose server is gone is not worth an error at shutdown
-
-    async def ping(self) -> bool:
-        """True when Redis answers now (goes through the breaker like any call); for readiness checks."""
-        try:
-            return bool(await self._call("PING", self._client.ping))
-        except CacheUnavailable:
-            return False
 
     async def _call(self, op: str, fn: Callable[[], Awaitable[Any]]) -> Any:
         if not self.breaker.allow():

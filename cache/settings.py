@@ -1,8 +1,8 @@
-"""Typed settings of the prediction cache: which backend, TTLs, size bounds, timeouts, per-model switches."""
+"""Typed settings of the prediction cache: which backend, TTLs, size bounds, timeouts, per-model switches; its URL, redacted."""
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -66,3 +66,14 @@ class CacheSettings(BaseModel):
             ttl_s=own.ttl_s if own.ttl_s is not None else self.default_ttl_s,
             max_value_bytes=own.max_value_bytes if own.max_value_bytes is not None else self.max_value_bytes,
         )
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password (in the userinfo or a ``?password=`` query) replaced by ***."""
+    parts = urlsplit(url)
+    netloc, query = parts.netloc, parts.query
+    if parts.password is not None:
+        netloc = f"{parts.username or ''}:***@{netloc.rpartition('@')[2]}"
+    if "password" in query:
+        query = urlencode([(k, "***" if k == "password" else v) for k, v in parse_qsl(query, keep_blank_values=True)], safe="*")
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))

@@ -151,13 +151,6 @@ class EnergyAttributor:
         t = self.totals()
         return t.pending_j + t.written_off_j
 
-    def total_metered_j(self) -> float:
-        return self.totals().metered_j
-
-    def total_attributed_j(self) -> float:
-        with self._lock:
-            return self._attributed_j
-
 
 def _split(pool_j: float, active_j: float, period_s: float, shares: list[float], now: EnergyReading) -> list[RequestEnergy]:
     out: list[RequestEnergy] = []

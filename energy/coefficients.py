@@ -107,7 +107,7 @@ PROFILES: dict[str, HardwareProfile] = {
             power_source="NVIDIA datasheet TDP 700 W; idle unsourced",
             embodied_source="Teads/CCF +150 kgCO2e per GPU (no H100-specific LCA used)",
         ),
-        # H200 SXM: 700 W TDP (NVIDIA datasheet). Idle measured by us via NVML (python -m energy.nvml_check,
+        # H200 SXM: 700 W TDP (NVIDIA datasheet). Idle measured by us via NVML (python -m bench.device.nvml_check,
         # driver 580.159.04): 119 W with a CUDA context held, as a serving replica holds one (78 W with
         # none); an earlier reading of ours gave ~123 W.
         HardwareProfile(

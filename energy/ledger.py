@@ -12,47 +12,17 @@ import logging
 import sqlite3
 import threading
 from collections import deque
-from dataclasses import dataclass, fields
 from operator import attrgetter
 from pathlib import Path
 from typing import Iterator, Sequence
 
+from energy.ledger_export import export_records
+# LedgerRecord is re-exported: the gateway and reports import it with EnergyLedger from here.
+from energy.ledger_record import FIELDS, LedgerRecord
 from wattgate.errors import BadRequest, DependencyError
 
 log = logging.getLogger(__name__)
 
-CACHE_STATES = ("hit", "miss", "bypass", "off")
-
-
-@dataclass(frozen=True)
-class LedgerRecord:
-    time_s: float  # unix seconds
-    request_id: str
-    model: str
-    version: str
-    variant: str
-    region: str
-    hardware: str
-    pool: str
-    batch_size: int
-    latency_ms: float
-    energy_j: float
-    energy_method: str
-    energy_measured: bool
-    intensity_g_per_kwh: float
-    carbon_g: float
-    operational_g: float
-    embodied_g: float
-    cache: str  # "hit" | "miss" | "bypass" | "off"
-    tenant: str | None = None
-    route_reason: str | None = None
-
-    def __post_init__(self) -> None:
-        if self.cache not in CACHE_STATES:
-            raise ValueError(f"cache must be one of {CACHE_STATES}, got {self.cache!r}")
-
-
-FIELDS = tuple(f.name for f in fields(LedgerRecord))
 # A flat row in column order; dataclasses.astuple deep-copies every field and cost ~10% of a replica's CPU.
 _row = attrgetter(*FIELDS)
 _SQL_TYPES = {
@@ -258,8 +228,6 @@ class EnergyLedger:
 
     def export(self, path: str | Path, fmt: str = "csv", since_s: float | None = None) -> int:
         """Write records to CSV or Parquet; returns the number of rows written."""
-        from energy.ledger_export import export_records
-
         return export_records(self.iter_records(since_s), path, fmt)
 
 

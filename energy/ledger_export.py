@@ -6,7 +6,7 @@ import csv
 from pathlib import Path
 from typing import Iterable
 
-from energy.ledger import FIELDS, LedgerRecord
+from energy.ledger_record import FIELDS, LedgerRecord
 from wattgate.errors import BadRequest, DependencyError
 
 FORMATS = ("csv", "parquet")

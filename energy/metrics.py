@@ -15,7 +15,7 @@ from collections import deque
 from typing import Callable
 
 from energy.attribution import AttributionTotals
-from energy.ledger import LedgerRecord
+from energy.ledger_record import LedgerRecord
 from wattgate.metrics import MetricsRegistry
 
 LABELS = ("model", "version", "variant", "region", "hardware")

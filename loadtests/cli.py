@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 from loadtests.settings import LoadtestSettings
+from wattgate.config_file import load_section
 from wattgate.errors import BadRequest
 
 
@@ -32,7 +33,7 @@ def register(sub) -> None:
     p = sub.add_parser("loadtest", help="run locust headless against the gateway and report energy per 1,000 requests",
                        description=__doc__)
     p.add_argument("--url", help="target this gateway instead of starting one (e.g. http://127.0.0.1:8000)")
-    p.add_argument("--config", type=Path, help="gateway YAML settings (for the started gateway and the ledger path)")
+    p.add_argument("--config", type=Path, help="YAML settings: its loadtest section, and the started gateway's settings and ledger path")
     p.add_argument("--ledger", type=Path, help="energy ledger to read (default: the settings' energy.ledger_path)")
     p.add_argument("-u", "--users", type=int, help="locust users (burst: base; diurnal: peak)")
     p.add_argument("-r", "--spawn-rate", type=float, help="users started per second")
@@ -58,7 +59,7 @@ _FLAGS = {
 
 
 def settings_from_args(args: argparse.Namespace, base: LoadtestSettings | None = None) -> LoadtestSettings:
-    """Flags override the (global settings') defaults; invalid values raise BadRequest."""
+    """Flags override ``base`` (the config section, else the defaults); invalid values raise BadRequest."""
     from pydantic import ValidationError
 
     base = base or LoadtestSettings()
@@ -70,20 +71,16 @@ def settings_from_args(args: argparse.Namespace, base: LoadtestSettings | None =
             f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())) from None
 
 
-def _base_settings(config: Path | None) -> LoadtestSettings:
-    from wattgate.settings import load_settings
-
-    section = getattr(load_settings(config), "loadtest", None)
-    if section is None:
-        return LoadtestSettings()
-    return section if isinstance(section, LoadtestSettings) else LoadtestSettings.model_validate(section)
+def config_section(config: Path | None) -> LoadtestSettings:
+    """The config file's ``loadtest:`` section under ``WATTGATE_LOADTEST_*`` variables; defaults without either."""
+    return load_section(config, "loadtest", LoadtestSettings)
 
 
 def run(args: argparse.Namespace) -> int:
     from loadtests.runner import print_outcome
     from loadtests.runner import run as run_loadtest
 
-    s = settings_from_args(args, _base_settings(args.config))
+    s = settings_from_args(args, config_section(args.config))
     outcome = run_loadtest(s, url=args.url, config=args.config, ledger=args.ledger, plot=not args.no_plot)
     print_outcome(outcome)
     return outcome.exit_code

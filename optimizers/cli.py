@@ -22,15 +22,14 @@ def register(subparsers) -> argparse.ArgumentParser:
     return p
 
 
-def run(args: argparse.Namespace, settings=None) -> int:
-    """Run the pipeline; ``settings`` is an OptimizersSettings (the global settings' section), else defaults."""
+def settings_from_args(args: argparse.Namespace, settings=None):
+    """``settings`` (else the config file's ``optimizers:`` section under ``WATTGATE_OPTIMIZERS_*``) with the flags applied."""
     from optimizers.settings import OptimizersSettings
-    from wattgate.errors import WattgateError
 
     if settings is None:
-        from wattgate.settings import load_settings
+        from wattgate.config_file import load_section
 
-        settings = load_settings(getattr(args, "config", None)).optimizers
+        settings = load_section(getattr(args, "config", None), "optimizers", OptimizersSettings)
     update = {}
     if args.repository is not None:
         update["repository"] = args.repository
@@ -38,7 +37,14 @@ def run(args: argparse.Namespace, settings=None) -> int:
         update["work_dir"] = args.work_dir
     if args.seeds is not None:
         update["digits"] = settings.digits.model_copy(update={"seeds": args.seeds})
-    settings = OptimizersSettings.model_validate({**settings.model_dump(), **update})
+    return OptimizersSettings.model_validate({**settings.model_dump(), **update})
+
+
+def run(args: argparse.Namespace, settings=None) -> int:
+    """Run the pipeline; ``settings`` is an OptimizersSettings, else the config file's section (or defaults)."""
+    from wattgate.errors import WattgateError
+
+    settings = settings_from_args(args, settings)
     try:
         summary = run_pipeline(args.pipeline, settings, quick=args.quick)
     except (WattgateError, RuntimeError, ValueError) as exc:

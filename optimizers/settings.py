@@ -81,7 +81,7 @@ class MinilmSettings(BaseModel):
 
 
 class OptimizersSettings(BaseModel):
-    """Settings of ``wattgate optimize``; composed into the global settings as ``optimizers``."""
+    """Settings of ``wattgate optimize``: the config file's ``optimizers:`` section (``wattgate.config_file.load_section``)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 

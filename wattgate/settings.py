@@ -1,7 +1,9 @@
-"""Typed settings, read once from a YAML file plus ``WATTGATE_`` environment variables, then passed down.
+"""Typed serving settings, read once from a YAML file plus ``WATTGATE_`` environment variables, then passed down.
 
 Environment variables override the YAML file; a section and its field are joined by one
 underscore (``WATTGATE_CACHE_URL`` sets ``cache.url``, ``WATTGATE_SERVER_PORT`` sets ``server.port``).
+The same file may hold the sections of other commands (``optimizers:``, ``loadtest:``): they read
+them themselves (``wattgate.config_file.load_section``); serving skips them unread.
 No other module reads the environment.
 """
 
@@ -10,17 +12,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic import BaseModel, Field, SecretStr, field_validator
 
 from cache.settings import CacheSettings
 from energy.settings import EnergySettings
-from loadtests.settings import LoadtestSettings
-from optimizers.settings import OptimizersSettings
 from routing.intensity.settings import IntensitySettings
 from routing.settings import RoutingSettings
-from wattgate.errors import BadRequest
-from wattgate.yamlfile import read_yaml
+from wattgate.config_file import COMMAND_SECTIONS, FileSettings, build, read_config
 
 
 class ServerSettings(BaseModel):
@@ -93,30 +91,8 @@ class BudgetSettings(BaseModel):
     models_g: dict[str, float] = Field(default_factory=dict)
 
 
-_YAML_FILE: list[Path | None] = [None]
-
-
-class _YamlSource(PydanticBaseSettingsSource):
-    def get_field_value(self, field, field_name):  # pragma: no cover - unused by __call__
-        return None, field_name, False
-
-    def __call__(self) -> dict[str, Any]:
-        path = _YAML_FILE[0]
-        if path is None:
-            return {}
-        data = read_yaml(path, "config") or {}
-        if not isinstance(data, dict):
-            raise BadRequest(f"config file {path} must hold a mapping at the top level")
-        return data
-
-
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(
-        env_prefix="WATTGATE_",
-        env_nested_delimiter="_",
-        env_nested_max_split=1,
-        extra="forbid",
-    )
+class Settings(FileSettings):
+    """What serving reads; ``WATTGATE_`` variables over the config file (``wattgate.config_file``)."""
 
     server: ServerSettings = ServerSettings()
     models: ModelsSettings = ModelsSettings()
@@ -128,8 +104,6 @@ class Settings(BaseSettings):
     # Executors for the topology's pools, by pool name; pools not named here run locally.
     pools: dict[str, PoolExecutorSettings] = Field(default_factory=dict)
     budgets: BudgetSettings = BudgetSettings()
-    loadtest: LoadtestSettings = LoadtestSettings()
-    optimizers: OptimizersSettings = OptimizersSettings()
 
     def ledger_file(self) -> Path:
         """The energy ledger: ``energy.ledger_path``, relative to ``server.state_dir`` unless absolute."""
@@ -142,23 +116,17 @@ class Settings(BaseSettings):
 
         return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:16]
 
-    @classmethod
-    def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings):
-        return (init_settings, env_settings, _YamlSource(settings_cls))
-
-    @field_validator("cache", "energy", "routing", "intensity", "pools", "budgets", "loadtest", "optimizers", mode="before")
+    @field_validator("cache", "energy", "routing", "intensity", "pools", "budgets", mode="before")
     @classmethod
     def _none_is_empty(cls, v):
         return {} if v is None else v
 
 
 def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Settings:
-    """Read the YAML file (if any) under the environment; raise BadRequest with readable messages."""
-    _YAML_FILE[0] = Path(config_file) if config_file else None
-    try:
-        return Settings(**overrides)
-    except ValidationError as exc:
-        lines = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
-        raise BadRequest("invalid settings: " + "; ".join(lines)) from None
-    finally:
-        _YAML_FILE[0] = None
+    """Read the YAML file (if any) under the environment; raise BadRequest with readable messages.
+
+    The other commands' sections (``COMMAND_SECTIONS``) are dropped unread, so they neither fail
+    serving nor change its ``fingerprint()``.
+    """
+    values = {k: v for k, v in read_config(config_file).items() if k not in COMMAND_SECTIONS}
+    return build(Settings, values, **overrides)

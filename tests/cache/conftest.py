@@ -7,7 +7,7 @@ import asyncio
 import numpy as np
 import pytest
 
-from cache.local_redis import LocalRedis
+from tests.redis_server import LocalRedis
 from wattgate.tensors import Tensor
 
 

@@ -12,9 +12,9 @@ import redis.asyncio as aioredis
 
 from cache.base import make_cache
 from cache.keys import cache_key
-from cache.local_redis import LocalRedis
 from cache.service import PredictionCacheService
 from cache.settings import CacheSettings, ModelCacheSettings
+from tests.redis_server import LocalRedis
 from wattgate.errors import CacheUnavailable
 from wattgate.metrics import MetricsRegistry
 from wattgate.tensors import Tensor
@@ -246,7 +246,7 @@ async def test_unix_socket_url(tmp_path, model):
 
 
 async def test_redis_backend_raises_only_cache_unavailable_when_nothing_listens():
-    from cache.local_redis import free_port
+    from wattgate.net import free_port
 
     backend = make_cache(fast_settings(f"redis://127.0.0.1:{free_port()}/0"))
     try:

@@ -1,10 +1,10 @@
 import pydantic
 import pytest
 
-from cache.base import describe, make_cache, redact_url
+from cache.base import describe, make_cache
 from cache.memory import MemoryCache
 from cache.redis import RedisCache
-from cache.settings import CacheSettings, ModelCacheSettings
+from cache.settings import CacheSettings, ModelCacheSettings, redact_url
 from wattgate.errors import BadRequest
 
 

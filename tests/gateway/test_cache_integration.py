@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tritonclient.http as triton
 
-from cache.local_redis import LocalRedis
+from tests.redis_server import LocalRedis
 from wattgate.settings import load_settings
 
 pytestmark = pytest.mark.integration

@@ -30,7 +30,7 @@ def triton(digits_repository, tmp_path_factory):
         [str(TRITON_PY), "-c", "import sysconfig; print(sysconfig.get_config_var('LIBDIR'))"], capture_output=True, text=True
     ).stdout.strip()
     server = ServerProcess(
-        [str(TRITON_PY), str(ROOT / "loadtests" / "triton_server.py"), "--model", f"digits={digits_repository / 'digits' / '1' / 'fp32.onnx'}", "--http-port", str(port)],
+        [str(TRITON_PY), str(ROOT / "bench" / "triton_server.py"), "--model", f"digits={digits_repository / 'digits' / '1' / 'fp32.onnx'}", "--http-port", str(port)],
         tmp_path_factory.mktemp("triton") / "triton.log",
         env={**__import__("os").environ, "LD_LIBRARY_PATH": libdir},
     )

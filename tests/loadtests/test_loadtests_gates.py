@@ -102,3 +102,21 @@ def test_metrics_delta_sums_filters_and_survives_resets():
     assert d.total(scrape.REQUESTS, region="DE") == 5
     assert d.by_label(scrape.REQUESTS, "model") == {"digits": 15, "m": 3, "new": 2}
     assert d.total(scrape.CACHE_HITS) is None  # absent, not zero
+
+
+def test_loadtest_reads_its_section_of_the_shared_config_file(tmp_path, monkeypatch):
+    from loadtests.cli import config_section
+
+    cfg = tmp_path / "wattgate.yaml"
+    # The serving and optimizers sections are not the load test's to validate.
+    cfg.write_text("server:\n  port: 0\noptimizers:\n  torch_threads: 0\n"
+                   "loadtest:\n  users: 5\n  models: [digits:fp32, minilm:int8@0.5]\n  fail_on: p99_ms=200\n")
+    monkeypatch.setenv("WATTGATE_LOADTEST_SPAWN_RATE", "2.5")
+    args = _parse(["--config", str(cfg), "-t", "2m"])
+    s = settings_from_args(args, config_section(args.config))
+    assert (s.users, s.spawn_rate, s.duration_s, s.fail_on) == (5, 2.5, 120.0, "p99_ms=200")
+    assert s.models == ("digits:fp32", "minilm:int8@0.5")
+    assert config_section(None) == LoadtestSettings(spawn_rate=2.5)
+    cfg.write_text("loadtest:\n  fail_on: joules=1\n")
+    with pytest.raises(BadRequest, match=r"loadtest\.fail_on: .*unknown metric"):
+        config_section(cfg)

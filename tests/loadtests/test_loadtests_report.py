@@ -1,4 +1,4 @@
-"""The report's pieces without a load run: ledger windows, locust CSV parsing, table, plots, CPU accounting."""
+"""The report's pieces without a load run: ledger windows, locust CSV parsing, table, plot, CPU accounting."""
 
 from __future__ import annotations
 
@@ -10,9 +10,8 @@ import time
 import pytest
 
 from energy.ledger import EnergyLedger, LedgerRecord
-from loadtests.bench_report import Cell, add_ratios, finish, modelled_energy_j, render_table as bench_table, text_target
 from loadtests.locust_csv import aggregated, read_history, read_stats
-from loadtests.plots import plot_bench, plot_loadtest
+from loadtests.plots import plot_loadtest
 from loadtests.procs import ProcessTreeCpu, ServerProcess
 from loadtests.report import LoadReport, read_ledger, render_table
 from loadtests.runner import ledger_path_of
@@ -104,35 +103,6 @@ def test_report_json_has_no_nan():
     assert doc["p99_ms"] is None and doc["timeseries"][0]["j_per_1k"] is None
 
 
-def test_modelled_energy_uses_ccf_x86_coefficients():
-    assert modelled_energy_j(cpu_s=0.0, window_s=10.0, vcpus=2) == pytest.approx(2 * 10 * 0.74)
-    assert modelled_energy_j(cpu_s=4.0, window_s=10.0, vcpus=2) == pytest.approx(14.8 + 4 * (3.5 - 0.74))
-    c = finish(Cell("digits", "x", "x", 8), ok_requests=2000, window_s=10.0, cpu_s=4.0, vcpus=2)
-    assert c.requests_per_s == 200 and c.cpu_s_per_1k == 2.0 and c.j_per_1k_modelled == pytest.approx(1000 * 25.84 / 2000)
-
-
-def test_ratios_compare_to_the_reference_at_the_same_cell(tmp_path):
-    cells = [finish(Cell("digits", s, s, c), n, 10.0, cpu, 2) for s, c, n, cpu in (
-        ("rayserve-haproxy", 8, 1000, 1.0), ("triton", 8, 2000, 1.0), ("wattgate", 8, 500, 1.0), ("wattgate", 32, 900, 1.0))]
-    cells.append(Cell("digits", "triton", "t", 32, skipped="no venv"))
-    add_ratios(cells)
-    w8 = cells[2]
-    assert w8.ratios["rps_x_rayserve_haproxy"] == pytest.approx(0.5) and w8.ratios["rps_x_triton"] == pytest.approx(0.25)
-    assert w8.ratios["j_per_1k_x_triton"] == pytest.approx(4.0)
-    assert cells[3].ratios == {}  # no reference ran at concurrency 32
-    assert "rps_x_rayserve_haproxy" not in cells[0].ratios
-    table = bench_table(cells, "test machine")
-    assert "skipped triton / digits: no venv" in table and "0.50" in table
-    assert plot_bench([c.to_dict() for c in cells], tmp_path / "b.png").stat().st_size > 10_000
-
-
-def test_text_target_divides_wattgate_int8_by_naive_fp32_at_each_concurrency():
-    cells = [finish(Cell(m, s, s, c), n, 10.0, 1.0, 2) for m, s, c, n in (
-        ("minilm:fp32", "rayserve-haproxy", 8, 1500), ("minilm:int8", "rayserve-haproxy", 8, 3000),
-        ("minilm:int8", "wattgate", 8, 4500), ("minilm:int8", "wattgate", 32, 5000), ("minilm:fp32", "wattgate", 8, 2000))]
-    assert text_target(cells) == {8: pytest.approx(3.0)}  # not against the int8 peer; no naive cell at 32
-
-
 def test_process_tree_cpu_counts_children(tmp_path):
     burn = "import time\nt=time.process_time()\nwhile time.process_time()-t<0.6: pass\ntime.sleep(30)"
     server = ServerProcess([sys.executable, "-c", f"import subprocess,sys,time; subprocess.Popen([sys.executable,'-c',{burn!r}]); time.sleep(30)"],
@@ -151,29 +121,3 @@ def test_process_tree_cpu_counts_children(tmp_path):
     assert server.proc.returncode is not None
     alive = subprocess.run(["ps", "-o", "stat=", "-s", str(server.pid)], capture_output=True, text=True).stdout.split()
     assert all(stat.startswith("Z") for stat in alive)  # killed; at most waiting for init to reap it
-
-
-def test_cache_bench_cells_hit_only_warmed_bodies_and_never_repeat_a_miss():
-    from loadtests.bench_cache import cells_for
-
-    cells, warm = cells_for("http://h", "int8", warm_n=16)
-    by = {c.name: c for c in cells}
-    assert list(by) == ["floor", "digits hit", "digits miss", "minilm hit", "minilm miss"]
-    assert by["floor"].method == "GET" and by["floor"].url.endswith("/v2/health/live")
-    warmed = {b for _, b in warm}
-    assert all(by[n].make(i)[0] in warmed for n in ("digits hit", "minilm hit") for i in range(64))
-    for n in ("digits miss", "minilm miss"):
-        bodies = [by[n].make(i)[0] for i in range(200)]
-        assert len(set(bodies)) == 200 and not warmed & set(bodies)
-    assert [c.name for c in cells_for("http://h", None)[0]] == ["floor", "digits hit", "digits miss"]
-
-
-def test_cache_bench_ratios_pair_cells_at_the_same_concurrency():
-    from loadtests.bench_cache import hit_over_miss
-
-    rows = {("floor", 8): {"requests_per_s": 3000.0}, ("digits hit", 8): {"requests_per_s": 1500.0},
-            ("digits miss", 8): {"requests_per_s": 1000.0}, ("digits hit", 32): {"requests_per_s": 900.0},
-            ("minilm hit", 8): {"requests_per_s": 1200.0}, ("minilm miss", 8): {"requests_per_s": 200.0}}
-    r = hit_over_miss(rows)
-    assert r["digits"] == {8: {"hit_over_miss": 1.5, "floor_over_miss": 3.0}}  # no miss cell at 32
-    assert r["minilm"][8]["hit_over_miss"] == pytest.approx(6.0)

@@ -4,6 +4,7 @@ import pytest
 
 from optimizers import cli
 from optimizers.settings import DigitsSettings, MinilmSettings, OptimizersSettings, ProfileSettings
+from wattgate.errors import BadRequest
 
 
 def _parser():
@@ -44,3 +45,19 @@ def test_settings_validate():
         MinilmSettings(students=((0, 1), (2, 3)))
     with pytest.raises(ValueError):
         MinilmSettings(students=((0, 6),))
+
+
+def test_optimize_reads_its_section_of_the_shared_config_file(tmp_path, monkeypatch):
+    cfg = tmp_path / "wattgate.yaml"
+    # The serving sections are not the optimize command's to validate (port 0 would fail serving).
+    cfg.write_text("server:\n  port: 0\nloadtest:\n  users: 0\n"
+                   "optimizers:\n  torch_threads: 2\n  digits:\n    seeds: 7\n    epochs: 11\n")
+    monkeypatch.setenv("WATTGATE_OPTIMIZERS_WORK_DIR", str(tmp_path / "work"))
+    s = cli.settings_from_args(_parser().parse_args(["optimize", "digits", "--config", str(cfg)]))
+    assert (s.torch_threads, s.digits.seeds, s.digits.epochs) == (2, 7, 11)
+    assert s.work_dir == tmp_path / "work" and s.profile == ProfileSettings()
+    s = cli.settings_from_args(_parser().parse_args(["optimize", "digits", "--config", str(cfg), "--seeds", "3"]))
+    assert (s.digits.seeds, s.digits.epochs) == (3, 11)  # a flag beats the file
+    cfg.write_text("optimizers:\n  digits:\n    alpha: 1.5\n")
+    with pytest.raises(BadRequest, match=r"optimizers\.digits\.alpha"):
+        cli.settings_from_args(_parser().parse_args(["optimize", "digits", "--config", str(cfg)]))

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from bench.settings import BenchSettings
 from loadtests.procs import ServerProcess, free_port
-from loadtests.settings import BenchSettings
 from wattgate.errors import NotFound, Unavailable
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -105,7 +105,7 @@ def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
 def _peer(kind: str, models: list[BenchModel], s: BenchSettings, log_dir: Path, extra_env: dict[str, str] | None = None,
           extra_args: list[str] | None = None) -> RunningSystem:
     port = free_port()
-    argv = [sys.executable, "-m", "loadtests.bench_peers", kind, "--port", str(port), "--models",
+    argv = [sys.executable, "-m", "bench.peer_servers", kind, "--port", str(port), "--models",
             json.dumps([m.peer_spec() for m in models]), "--max-batch-size", str(s.max_batch_size),
             "--batch-wait-timeout-s", str(s.batch_wait_timeout_s), *(extra_args or [])]
     name = kind if kind != "rayserve" else f"rayserve-{(extra_args or ['', 'default'])[1]}"
@@ -139,7 +139,7 @@ def start_triton(models, s: BenchSettings, log_dir) -> RunningSystem:
         raise Unavailable("no model this Triton setup can serve (text models need tokenizers)")
     libdir = _python_libdir(python)
     port = free_port()
-    argv = [str(python), str(ROOT / "loadtests" / "triton_server.py"), "--http-port", str(port),
+    argv = [str(python), str(ROOT / "bench" / "triton_server.py"), "--http-port", str(port),
             "--max-batch-size", str(s.max_batch_size), "--max-queue-delay-us", str(int(s.batch_wait_timeout_s * 1e6)),
             *[a for m in served for a in ("--model", f"{m.peer_name}={m.path.resolve()}")]]
     env = dict(os.environ)
@@ -178,7 +178,7 @@ def start_wattgate(variant: str, cache_url: str | None = None, config: Path | No
         else:
             # No topology file -> one local pool, no routing decision: isolates the cache / the bare gateway.
             overrides["routing"] = {"topology_file": str(state / "no-topology.yaml")}
-        argv = [sys.executable, "-m", "loadtests.bench_peers", "wattgate", "--port", str(port), "--overrides", json.dumps(overrides)]
+        argv = [sys.executable, "-m", "bench.peer_servers", "wattgate", "--port", str(port), "--overrides", json.dumps(overrides)]
         if config:
             argv += ["--config", str(config)]
         server = ServerProcess(argv, log_dir / f"{variant}.log", env=_env(), cwd=ROOT)

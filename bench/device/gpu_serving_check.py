@@ -1,6 +1,6 @@
 """Device check: an ONNX encoder served on a GPU through PyTorch CUDA, metered by NVML, per request.
 
-    python3 -m energy.gpu_serving_check [--seconds 12] [--out DIR]
+    python3 -m bench.device.gpu_serving_check [--seconds 12] [--out DIR]
 
 Builds a wide ONNX MLP (64-4096-4096-10, random weights; onnx2torch could not run a transformers-exported encoder), loads it
 with ``models.torch_runtime.TorchCudaRuntime`` (onnx2torch; fp32 and fp16), and charges every batch
@@ -16,31 +16,6 @@ import json
 import os
 import time
 from pathlib import Path
-
-
-def export_encoder(path: Path, seq: int = 32) -> None:
-    import torch
-    from transformers import BertConfig, BertModel
-
-    cfg = BertConfig(vocab_size=30522, hidden_size=384, num_hidden_layers=6, num_attention_heads=12, intermediate_size=1536)
-
-    class Pooled(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.bert = BertModel(cfg).eval()
-
-        def forward(self, input_ids, attention_mask, token_type_ids):
-            h = self.bert(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids).last_hidden_state
-            m = attention_mask.unsqueeze(-1).to(h.dtype)
-            e = (h * m).sum(1) / (m.sum(1) + 1e-9)  # no Clip: onnx2torch cannot convert a one-sided Clip
-            return e / (e.norm(dim=-1, keepdim=True) + 1e-12)  # F.normalize exports a one-sided Clip
-
-    ids = torch.ones(2, seq, dtype=torch.long)
-    torch.onnx.export(
-        Pooled(), (ids, ids, torch.zeros_like(ids)), str(path), dynamo=False, opset_version=14,
-        input_names=["input_ids", "attention_mask", "token_type_ids"], output_names=["embedding"],
-        dynamic_axes={n: {0: "batch", 1: "seq"} for n in ("input_ids", "attention_mask", "token_type_ids")} | {"embedding": {0: "batch"}},
-    )
 
 
 def main() -> int:

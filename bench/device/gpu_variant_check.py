@@ -2,7 +2,7 @@
 
 Run on a machine with a GPU (the CPU-only dev boxes cannot)::
 
-    python -m optimizers.gpu_check --model fp16.onnx --inputs inputs.npz --reference ref.npy
+    python -m bench.device.gpu_variant_check --model fp16.onnx --inputs inputs.npz --reference ref.npy
 
 ``inputs.npz`` holds one batch per key prefix ``b<i>_<input name>``; ``ref.npy`` the fp32 outputs
 of those batches concatenated. Energy is NVML's total-energy counter (measured, ``method="nvml"``).

@@ -1,4 +1,4 @@
-"""A throwaway redis-server on a free loopback port, for tests and benchmarks; stopped by its PID."""
+"""Test fixture: a throwaway redis-server on a free loopback port; stopped by its PID."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """GPU benchmark for the device machine: a MiniLM-shaped encoder on torch CUDA, energy measured by NVML.
 
-    python -m loadtests.gpu_bench          # ~1 minute; writes $OUT/gpu_bench.json (or loadtests/results/)
+    python -m bench.device.gpu_bench   # ~1 minute; writes $OUT/gpu_bench.json (or loadtests/results/)
 
 Cells: fp32 batch 1 and fp16 batch 512 (closed loop), then open-loop Poisson arrivals at 5 %, 30 %
 and 80 % of the fp16 capacity with dynamic batching up to 512. Energy is *measured*:

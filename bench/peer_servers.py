@@ -1,4 +1,4 @@
-"""The servers ``make bench`` compares, each started as its own process by ``loadtests.bench``.
+"""The servers ``make bench`` compares, each started as its own process by ``bench.peers``.
 
 - ``uvicorn``: plain uvicorn + ONNX Runtime, one process, no batching (the cheapest HTTP path).
 - ``rayserve``: plain Ray Serve, one deployment per model with ``@serve.batch``, behind the

@@ -1,11 +1,8 @@
-"""Bench pieces: the in-process limit, the peers on loopback (answering a real tritonclient), feature
-probes, and the GPU script's clear refusal without CUDA."""
+"""Bench pieces: the in-process limit, the peers on loopback (answering a real tritonclient), feature probes."""
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,11 +10,11 @@ import onnxruntime as ort
 import pytest
 import tritonclient.http as triton
 
-from loadtests.bench import http_cell, inproc_cells, zipf_digits_requests
-from loadtests.bench_peers import merge, split
-from loadtests.bench_systems import discover_models, feature_skip, start_triton, start_uvicorn
+from bench.peer_servers import merge, split
+from bench.peers import http_cell, inproc_cells, zipf_digits_requests
+from bench.settings import BenchSettings
+from bench.systems import discover_models, feature_skip, start_triton, start_uvicorn
 from loadtests.payloads import digits_images
-from loadtests.settings import BenchSettings
 from wattgate.errors import NotFound
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -65,13 +62,6 @@ def test_feature_probe_decides_which_wattgate_cells_run():
     assert "route_reason" in feature_skip("wattgate-green", {"region": "FR"})
     assert feature_skip("wattgate-green", {"route_reason": "lowest-carbon: fr"}) is None
     assert feature_skip("wattgate", {}) is None
-
-
-def test_gpu_bench_refuses_clearly_without_cuda():
-    env = dict(os.environ, CUDA_VISIBLE_DEVICES="")
-    proc = subprocess.run([sys.executable, "-m", "loadtests.gpu_bench"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 2
-    assert proc.stderr.startswith("gpu_bench: ") and ("CUDA is not available" in proc.stderr or "torch is not installed" in proc.stderr)
 
 
 def _client_infer(url: str, x: np.ndarray, binary: bool) -> np.ndarray:
@@ -131,7 +121,7 @@ def test_uvicorn_peer_tokenises_text(text_repository, tmp_path):
     import json
     import urllib.request
 
-    from loadtests.bench_peers import PeerModel, PeerRunner
+    from bench.peer_servers import PeerModel, PeerRunner
 
     models = [m for m in discover_models(text_repository) if m.text]
     s = BenchSettings(duration_s=0.8, warmup_s=0.2, results_dir=tmp_path)

@@ -1,6 +1,6 @@
 """Device check for the NVML meter on a real GPU: idle power, counter period, short windows, conservation.
 
-Run on a GPU host (needs torch with CUDA and nvidia-ml-py): ``python -m energy.nvml_check --out r.json``.
+Run on a GPU host (needs torch with CUDA and nvidia-ml-py): ``python -m bench.device.nvml_check --out r.json``.
 The load is synthetic (bf16 matrix products and an fp16 MLP), not a served model; it checks the meter
 and the attributor, not a model's figures.
 """

@@ -5,7 +5,7 @@ from this repository. SIGTERM becomes KeyboardInterrupt, which leaves ``with Tri
 tritonserver; a killed parent would orphan it.
 
     LD_LIBRARY_PATH=$(.venv-triton/bin/python -c 'import sysconfig; print(sysconfig.get_config_var("LIBDIR"))') \
-    .venv-triton/bin/python loadtests/triton_server.py --model digits=model_repository/digits/1/fp32.onnx --http-port 8010
+    .venv-triton/bin/python bench/triton_server.py --model digits=model_repository/digits/1/fp32.onnx --http-port 8010
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
 """``make bench``: wattgate against its peers, same model, same machine, same aiohttp load, one run.
 
-    python -m loadtests.bench            # digits (+ MiniLM fp32/int8 if built) at concurrency 1, 8, 32, 128
-    python -m loadtests.bench --quick    # concurrency 32 only, 3 s cells (~2-3 minutes)
+    python -m bench.peers          # digits (+ MiniLM fp32/int8 if built) at concurrency 1, 8, 32, 128
+    python -m bench.peers --quick  # concurrency 32 only, 3 s cells (~2-3 minutes)
 
 Per cell: requests/s, p50/p99, the server process tree's CPU-seconds per 1,000 requests and the
-*modelled* J per 1,000 requests (see loadtests.bench_report). Prints the table with ratios to plain
+*modelled* J per 1,000 requests (see bench.report). Prints the table with ratios to plain
 Ray Serve (HAProxy) and Triton, writes ``loadtests/results/bench-<stamp>.json`` and ``.png``.
 """
 
@@ -22,15 +22,15 @@ from typing import Callable
 
 import numpy as np
 
-from loadtests.aioload import digits_json_request, run_load
-from loadtests.bench_report import Cell, add_ratios, finish, render_table, text_target, write_json
-from loadtests.bench_systems import (
+from bench.report import Cell, add_ratios, finish, render_table, text_target, write_json
+from bench.settings import BenchSettings
+from bench.systems import (
     LABELS, BenchModel, RunningSystem, discover_models, feature_skip, start_rayserve, start_triton, start_uvicorn,
     start_wattgate,
 )
+from loadtests.aioload import digits_json_request, run_load
 from loadtests.payloads import SENTENCES, ZipfSampler, digits_images
 from loadtests.procs import ProcessTreeCpu
-from loadtests.settings import BenchSettings
 from wattgate.errors import WattgateError
 
 MakeRequest = Callable[[int], tuple[bytes, dict[str, str]]]
@@ -106,7 +106,7 @@ def http_cell(system: str, model: BenchModel, url: str, concurrency: int, pid: i
 
 def inproc_cells(models: list[BenchModel], s: BenchSettings) -> list[Cell]:
     """The physical limit: ONNX Runtime called in a loop with batches of ``concurrency`` rows, no HTTP."""
-    from loadtests.bench_peers import PeerModel, PeerRunner
+    from bench.peer_servers import PeerModel, PeerRunner
 
     cells = []
     for model in models:
@@ -226,7 +226,7 @@ def _quality(repository: Path, model: str, variant: str) -> str:
 
 
 def main(argv=None) -> int:
-    from loadtests.bench_report import ENERGY_METHOD
+    from bench.report import ENERGY_METHOD
     from loadtests.plots import plot_bench
 
     args = parse_args(argv)

@@ -1,0 +1,1 @@
+"""Benchmarks and device checks: wattgate against its peers, the cache, and the GPU scripts (``bench.device``)."""

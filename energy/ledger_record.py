@@ -1,0 +1,38 @@
+"""One row of the energy ledger: what a request cost and how that was obtained; the ledger's and its exports' columns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+CACHE_STATES = ("hit", "miss", "bypass", "off")
+
+
+@dataclass(frozen=True)
+class LedgerRecord:
+    time_s: float  # unix seconds
+    request_id: str
+    model: str
+    version: str
+    variant: str
+    region: str
+    hardware: str
+    pool: str
+    batch_size: int
+    latency_ms: float
+    energy_j: float
+    energy_method: str
+    energy_measured: bool
+    intensity_g_per_kwh: float
+    carbon_g: float
+    operational_g: float
+    embodied_g: float
+    cache: str  # "hit" | "miss" | "bypass" | "off"
+    tenant: str | None = None
+    route_reason: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.cache not in CACHE_STATES:
+            raise ValueError(f"cache must be one of {CACHE_STATES}, got {self.cache!r}")
+
+
+FIELDS = tuple(f.name for f in fields(LedgerRecord))
