@@ -1,6 +1,6 @@
 """Prediction cache: keys, backends (Redis, in-process LRU) and request coalescing."""
 
-from cache.avoided import EnergyEstimate, RecentEnergy
+from cache.avoided import AvoidedEnergy, EnergyEstimate
 from cache.base import PredictionCache, describe, make_cache
 from cache.keys import cache_key
 from cache.service import CacheOutcome, PredictionCacheService
@@ -8,13 +8,13 @@ from cache.settings import CacheSettings, ModelCacheSettings
 from cache.values import decode_outputs, encode_outputs
 
 __all__ = [
+    "AvoidedEnergy",
     "CacheOutcome",
     "CacheSettings",
     "EnergyEstimate",
     "ModelCacheSettings",
     "PredictionCache",
     "PredictionCacheService",
-    "RecentEnergy",
     "cache_key",
     "decode_outputs",
     "describe",

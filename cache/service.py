@@ -146,8 +146,8 @@ class PredictionCacheService:
             ms = self._per_model[model] = self.settings.for_model(model)
         return ms
 
-    def record_avoided(self, model: str, energy_j: float, carbon_g: float, *, method: str = "metered-ema") -> None:
-        """Count what a hit saved; ``method`` says where the figure came from (metered-ema, energy-profile)."""
+    def record_avoided(self, model: str, energy_j: float, carbon_g: float, *, method: str) -> None:
+        """Count what a hit saved; ``method`` says where the figure came from (cache/avoided.py)."""
         self.energy_avoided.inc(max(0.0, energy_j), model=model, method=method)
         self.carbon_avoided.inc(max(0.0, carbon_g), model=model, method=method)
 

@@ -5,16 +5,26 @@ that ends takes the energy accumulated since the last charge (the idle time sinc
 batch plus its own run) and splits it over its requests by work units (rows, or tokens). What a
 response reports is then final, and energy is conserved exactly:
 
-    metered == attributed + written_off + pending
+    metered == active + idle + start-up + written_off + pending
 
-``pending`` is what has been metered but not yet charged (it waits for the next batch);
-``written_off`` is pending energy explicitly given up on (shutdown, failed batches).
+Each charge is split in two. ``active_j`` is what the batch's own work added: the dynamic energy
+(above the device's static or idle-baseline power, ``EnergyReading.static_j``) between the token
+from :meth:`EnergyAttributor.begin_batch` (taken when its first request arrived, or right before
+it runs) and the charge. ``idle_j`` is the rest of the period: static
+power since the previous charge, plus the process's background work between batches. Without a
+token, every dynamic joule since the previous charge counts as active.
+
+``start-up`` is what was metered before the replica was ready (model load, warm-up, the serving
+framework's own start): :meth:`EnergyAttributor.end_startup` books it, once, when the replica is
+ready, and it is never charged to a request. ``pending`` is metered but not yet charged (it
+waits for the next batch); ``written_off`` is pending energy given up on (shutdown).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import itertools
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -44,7 +54,11 @@ class RequestEnergy:
 
 @dataclass(frozen=True)
 class AttributionTotals:
-    """One consistent view of the books, from a single meter reading."""
+    """One consistent view of the books, from a single meter reading.
+
+    ``metered_j == attributed_j + startup_j + written_off_j + pending_j`` and
+    ``attributed_j == active_j + idle_j``.
+    """
 
     metered_j: float
     attributed_j: float
@@ -54,14 +68,19 @@ class AttributionTotals:
     measured: bool
     requests: int
     batches: int
+    active_j: float = 0.0
+    idle_j: float = 0.0
+    startup_j: float = 0.0
 
 
 @dataclass(frozen=True)
 class BatchToken:
-    """Returned by :meth:`EnergyAttributor.begin_batch`; pass it to ``charge_batch``."""
+    """Returned by :meth:`EnergyAttributor.begin_batch`; pass it to ``charge_batch``. ``owner``
+    names the attributor that made it: a token that travelled to another process means nothing there."""
 
     id: int
     reading: EnergyReading
+    owner: int = 0
 
 
 def _shares(work_units: Sequence[float]) -> list[float]:
@@ -84,40 +103,67 @@ class EnergyAttributor:
         self._start = first
         self._charged_reading = first  # energy up to this reading has been charged or written off
         self._attributed_j = 0.0
+        self._active_j = 0.0
         self._written_off_j = 0.0
+        self._startup_j = 0.0
+        self._starting = True
         self._requests = 0
         self._batches = 0
         self._ids = itertools.count(1)
+        self._owner = int.from_bytes(os.urandom(8), "little")
 
     @property
     def meter(self) -> EnergyMeter:
         return self._meter
 
     def begin_batch(self) -> BatchToken:
-        """Optional: call right before a batch runs so its charge separates active from idle energy."""
-        return BatchToken(next(self._ids), self._meter.read())
+        """Call when a batch's work begins (its first request's arrival, or right before it runs), and
+        pass the token to ``charge_batch``: what the meter adds from there to the charge, above
+        static power, is the batch's active energy."""
+        return BatchToken(next(self._ids), self._meter.read(), self._owner)
+
+    def owns(self, token: BatchToken | None) -> bool:
+        return token is not None and token.owner == self._owner
+
+    def end_startup(self) -> float:
+        """The replica is ready: everything metered so far is start-up, never a request's. Once only;
+        returns the joules booked (0 on later calls)."""
+        with self._lock:
+            if not self._starting:
+                return 0.0
+            self._starting = False
+            now = self._meter.read()
+            startup_j = max(0.0, now.energy_j - self._charged_reading.energy_j)
+            self._startup_j += startup_j
+            self._charged_reading = now
+            return startup_j
 
     def charge_batch(self, work_units: Sequence[float], token: BatchToken | None = None) -> list[RequestEnergy]:
         """Charge everything metered since the previous charge to this batch, split by ``work_units``.
 
-        Without a token all of it is reported as ``active_j``. With concurrent batches the
-        active/idle split is approximate (one batch's active span may overlap another's); the
-        total is exact either way.
+        With concurrent batches the active/idle split is approximate (one batch's active span may
+        overlap another's); the total is exact either way.
         """
         if len(work_units) == 0:
             return []
         shares = _shares(work_units)
+        if token is not None and not self.owns(token):
+            raise ValueError("this batch token was made by another attributor")
         with self._lock:
             # Read under the lock: charges must cover consecutive, non-overlapping intervals.
             now = self._meter.read()
-            pool_j = max(0.0, now.energy_j - self._charged_reading.energy_j)
-            period_s = max(0.0, now.timestamp_s - self._charged_reading.timestamp_s)
+            last = self._charged_reading
+            pool_j = max(0.0, now.energy_j - last.energy_j)
+            period_s = max(0.0, now.timestamp_s - last.timestamp_s)
             if token is None:
-                active_pool_j = pool_j
+                dynamic_j = pool_j - (now.static_j - last.static_j)
             else:
-                active_pool_j = min(pool_j, max(0.0, now.energy_j - token.reading.energy_j))
+                start = token.reading if token.reading.energy_j >= last.energy_j else last
+                dynamic_j = (now.energy_j - start.energy_j) - (now.static_j - start.static_j)
+            active_pool_j = min(pool_j, max(0.0, dynamic_j))
             self._charged_reading = now
             self._attributed_j += pool_j
+            self._active_j += active_pool_j
             self._requests += len(shares)
             self._batches += 1
         return _split(pool_j, active_pool_j, period_s, shares, now)
@@ -144,6 +190,9 @@ class EnergyAttributor:
                 measured=now.measured,
                 requests=self._requests,
                 batches=self._batches,
+                active_j=self._active_j,
+                idle_j=self._attributed_j - self._active_j,
+                startup_j=self._startup_j,
             )
 
     def unattributed_j(self) -> float:

@@ -51,11 +51,15 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
             return 0
         group_by = [g for g in args.group_by.split(",") if g]
         rows = ledger.totals(since_s=args.since_s, group_by=group_by)
+        accounts = ledger.accounts(since_s=args.since_s)
         if args.json:
-            json.dump(rows, out, indent=2)
+            json.dump({"requests": rows, "accounts": accounts}, out, indent=2)
             out.write("\n")
         else:
             _print_table(rows, out)
+            if accounts:
+                print("\nenergy charged to no request (J):", file=out)
+                _print_table(accounts, out)
         return 0
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
+import time
 from collections import deque
 from operator import attrgetter
 from pathlib import Path
@@ -31,20 +32,30 @@ _SQL_TYPES = {
     "latency_ms": "REAL NOT NULL",
     "energy_j": "REAL NOT NULL",
     "energy_measured": "INTEGER NOT NULL",
-    "intensity_g_per_kwh": "REAL NOT NULL",
-    "carbon_g": "REAL NOT NULL",
-    "operational_g": "REAL NOT NULL",
+    "intensity_g_per_kwh": "REAL",
+    "carbon_g": "REAL",
+    "operational_g": "REAL",
     "embodied_g": "REAL NOT NULL",
     "tenant": "TEXT",
     "route_reason": "TEXT",
+    "active_j": "REAL NOT NULL DEFAULT 0",
+    "idle_j": "REAL NOT NULL DEFAULT 0",
+    "intensity_source": "TEXT",
 }
 GROUPABLE = ("model", "version", "variant", "region", "hardware", "pool", "energy_method", "cache", "tenant", "route_reason")
-SCHEMA_VERSION = 1
+# 2: active_j, idle_j and intensity_source; carbon may be NULL (no intensity reading); start-up accounts.
+SCHEMA_VERSION = 2
+ACCOUNT_KINDS = ("startup",)
 
 _CREATE = (
     "CREATE TABLE IF NOT EXISTS ledger (id INTEGER PRIMARY KEY AUTOINCREMENT, "
     + ", ".join(f"{name} {_SQL_TYPES.get(name, 'TEXT NOT NULL')}" for name in FIELDS)
     + ")"
+)
+# Energy metered but charged to no request, by kind (start-up: model load, warm-up, framework start).
+_CREATE_ACCOUNTS = (
+    "CREATE TABLE IF NOT EXISTS accounts (id INTEGER PRIMARY KEY AUTOINCREMENT, time_s REAL NOT NULL, "
+    "kind TEXT NOT NULL, energy_j REAL NOT NULL, method TEXT NOT NULL, measured INTEGER NOT NULL)"
 )
 _INSERT = f"INSERT INTO ledger ({', '.join(FIELDS)}) VALUES ({', '.join('?' for _ in FIELDS)})"
 _SELECT = f"SELECT {', '.join(FIELDS)} FROM ledger"
@@ -79,7 +90,9 @@ class EnergyLedger:
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=NORMAL")  # durable at each checkpoint; WAL keeps it consistent
             self._conn.execute("PRAGMA busy_timeout=5000")
+            self._migrate()
             self._conn.execute(_CREATE)
+            self._conn.execute(_CREATE_ACCOUNTS)
             self._conn.execute("CREATE INDEX IF NOT EXISTS ledger_time ON ledger (time_s)")
             self._conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         except (OSError, sqlite3.Error) as exc:
@@ -95,7 +108,43 @@ class EnergyLedger:
             self._thread = threading.Thread(target=self._run, name="energy-ledger", daemon=True)
             self._thread.start()
 
+    def _migrate(self) -> None:
+        """A version-1 ledger (carbon NOT NULL, no active/idle columns) is copied into the new table."""
+        version = self._conn.execute("PRAGMA user_version").fetchone()[0]
+        exists = self._conn.execute("SELECT name FROM sqlite_master WHERE type='table' AND name='ledger'").fetchone()
+        if not exists or version >= SCHEMA_VERSION:
+            return
+        old = [r[1] for r in self._conn.execute("PRAGMA table_info(ledger)")]
+        kept = ", ".join(c for c in FIELDS if c in old)
+        self._conn.execute("BEGIN")
+        self._conn.execute("ALTER TABLE ledger RENAME TO ledger_v1")
+        self._conn.execute("DROP INDEX IF EXISTS ledger_time")
+        self._conn.execute(_CREATE)
+        self._conn.execute(f"INSERT INTO ledger ({kept}) SELECT {kept} FROM ledger_v1 ORDER BY id")
+        self._conn.execute("DROP TABLE ledger_v1")
+        self._conn.execute("COMMIT")
+
     # -- writing -------------------------------------------------------------------------------
+
+    def record_account(self, kind: str, energy_j: float, method: str, measured: bool, time_s: float | None = None) -> None:
+        """Book energy that no request is charged, e.g. a replica's start-up (written at once: rare)."""
+        if kind not in ACCOUNT_KINDS:
+            raise BadRequest(f"account kind must be one of {ACCOUNT_KINDS}, got {kind!r}")
+        with self._db_lock:
+            try:
+                self._conn.execute(
+                    "INSERT INTO accounts (time_s, kind, energy_j, method, measured) VALUES (?, ?, ?, ?, ?)",
+                    (time.time() if time_s is None else time_s, kind, float(energy_j), method, int(measured)),
+                )
+            except sqlite3.Error as exc:
+                raise DependencyError(f"energy ledger write failed: {exc}") from exc
+
+    def accounts(self, since_s: float | None = None) -> list[dict]:
+        """Energy booked to no request, summed per kind and method."""
+        where, params = _since(since_s)
+        rows = self._query(f"SELECT kind, method, COUNT(*), COALESCE(SUM(energy_j), 0) FROM accounts{where} "
+                           "GROUP BY kind, method ORDER BY kind, method", params)
+        return [{"kind": k, "method": m, "entries": n, "energy_j": e} for k, m, n, e in rows]
 
     def append(self, record: LedgerRecord) -> bool:
         """Queue a record; never blocks on disk. False if it was dropped (queue full or ledger closed)."""
@@ -209,7 +258,8 @@ class EnergyLedger:
             yield [row_to_record(r[1:]) for r in rows]
 
     def totals(self, since_s: float | None = None, group_by: Sequence[str] = ()) -> list[dict]:
-        """Sums per group: requests, energy_j, carbon_g, operational_g, embodied_g, mean latency_ms."""
+        """Sums per group: requests, energy_j (active_j + idle_j), carbon_g, operational_g, embodied_g,
+        mean latency_ms, and how many requests had no intensity reading (their carbon is not in the sums)."""
         group_by = tuple(group_by)
         unknown = [g for g in group_by if g not in GROUPABLE]
         if unknown:
@@ -217,13 +267,15 @@ class EnergyLedger:
         where, params = _since(since_s)
         cols = ", ".join(group_by)
         select = (cols + ", " if cols else "") + (
-            "COUNT(*), COALESCE(SUM(energy_j), 0), COALESCE(SUM(carbon_g), 0), COALESCE(SUM(operational_g), 0), "
-            "COALESCE(SUM(embodied_g), 0), COALESCE(AVG(latency_ms), 0)"
+            "COUNT(*), COALESCE(SUM(energy_j), 0), COALESCE(SUM(active_j), 0), COALESCE(SUM(idle_j), 0), "
+            "COALESCE(SUM(carbon_g), 0), COALESCE(SUM(operational_g), 0), "
+            "COALESCE(SUM(embodied_g), 0), COALESCE(AVG(latency_ms), 0), SUM(carbon_g IS NULL)"
         )
         sql = f"SELECT {select} FROM ledger{where}"
         if group_by:
             sql += f" GROUP BY {cols} ORDER BY {cols}"
-        keys = (*group_by, "requests", "energy_j", "carbon_g", "operational_g", "embodied_g", "mean_latency_ms")
+        keys = (*group_by, "requests", "energy_j", "active_j", "idle_j", "carbon_g", "operational_g", "embodied_g",
+                "mean_latency_ms", "carbon_unknown_requests")
         return [dict(zip(keys, row)) for row in self._query(sql, params)]
 
     def export(self, path: str | Path, fmt: str = "csv", since_s: float | None = None) -> int:

@@ -10,10 +10,11 @@ from energy.ledger_record import FIELDS, LedgerRecord
 from wattgate.errors import BadRequest, DependencyError
 
 FORMATS = ("csv", "parquet")
-_NULLABLE = ("tenant", "route_reason")
+_NULLABLE = ("tenant", "route_reason", "intensity_source", "intensity_g_per_kwh", "carbon_g", "operational_g")
 _INTS = ("batch_size",)
 _BOOLS = ("energy_measured",)
-_FLOATS = ("time_s", "latency_ms", "energy_j", "intensity_g_per_kwh", "carbon_g", "operational_g", "embodied_g")
+_FLOATS = ("time_s", "latency_ms", "energy_j", "intensity_g_per_kwh", "carbon_g", "operational_g", "embodied_g",
+           "active_j", "idle_j")
 
 
 def _check_format(fmt: str) -> str:
@@ -92,8 +93,8 @@ def read_export(path: str | Path, fmt: str = "csv") -> list[LedgerRecord]:
             values: dict = {}
             for f in FIELDS:
                 v = row[f]
-                if f in _NULLABLE:
-                    values[f] = v or None
+                if f in _NULLABLE and not v:
+                    values[f] = None
                 elif f in _FLOATS:
                     values[f] = float(v)
                 elif f in _INTS:

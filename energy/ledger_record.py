@@ -22,13 +22,17 @@ class LedgerRecord:
     energy_j: float
     energy_method: str
     energy_measured: bool
-    intensity_g_per_kwh: float
-    carbon_g: float
-    operational_g: float
+    intensity_g_per_kwh: float | None  # None: no reading for the region (carbon unknown, not 0)
+    carbon_g: float | None
+    operational_g: float | None
     embodied_g: float
     cache: str  # "hit" | "miss" | "bypass" | "off"
     tenant: str | None = None
     route_reason: str | None = None
+    # energy_j == active_j + idle_j: what the request's own execution added, and its share of idle power.
+    active_j: float = 0.0
+    idle_j: float = 0.0
+    intensity_source: str | None = None  # "provider/kind/signal", or "none"
 
     def __post_init__(self) -> None:
         if self.cache not in CACHE_STATES:

@@ -1,7 +1,9 @@
 """Prometheus series for energy and carbon, fed from ledger records and the attributor's books.
 
-Per replica: counters of energy, carbon and requests by model/version/variant/region/hardware, a
-histogram of energy per request, the attributor's metered/unattributed/pending joules, and
+Per replica: counters of energy (``kind="active|idle"``: what a request's own run added, and its
+share of idle power; sum over ``kind`` for the total), carbon and requests by
+model/version/variant/region/hardware, a histogram of energy per request, the attributor's
+metered/start-up/unattributed/pending joules, requests whose carbon is unknown (no intensity), and
 joules per 1,000 requests over a sliding window. ``merge()`` sums gauges across replicas, which
 is right for the window's energy and request gauges but not for their ratio: after merging, call
 :func:`recompute_joules_per_1k` to derive the ratio from the summed parts.
@@ -32,7 +34,16 @@ class EnergyMetrics:
             raise ValueError("window_s must be > 0")
         self.window_s = window_s
         self._clock = clock
-        self.energy = registry.counter("wattgate_energy_joules_total", "Energy charged to requests (J)", LABELS)
+        self.energy = registry.counter(
+            "wattgate_energy_joules_total", "Energy charged to requests (J), by kind: active (the request's own run) "
+            "or idle (its share of idle power)", (*LABELS, "kind"),
+        )
+        self.carbon_unknown = registry.counter(
+            "wattgate_carbon_unknown_requests_total", "Requests whose region had no intensity reading", LABELS
+        )
+        self.startup = registry.counter(
+            "wattgate_startup_energy_joules_total", "Energy metered before a replica was ready (J); no request's", ("method",)
+        )
         self.carbon = registry.counter("wattgate_carbon_grams_total", "Carbon (SCI: operational + embodied) of requests (gCO2eq)", LABELS)
         self.requests = registry.counter("wattgate_requests_total", "Requests with an energy record", LABELS)
         self.request_energy = registry.histogram("wattgate_request_energy_joules", "Energy per request (J)", LABELS)
@@ -47,13 +58,19 @@ class EnergyMetrics:
         self._lock = threading.Lock()
         self._window: dict[tuple[str, str], deque[tuple[float, float]]] = {}
         self._window_j: dict[tuple[str, str], float] = {}  # running sums: a scrape costs O(expired), not O(window)
-        self._seen = {"metered": {}, "written_off": {}}
+        self._seen = {"metered": {}, "written_off": {}, "startup": {}}
 
     def observe(self, record: LedgerRecord) -> None:
         """Per request: the counters and histogram now; the window's gauges on :meth:`refresh`."""
-        series = self.energy.key(**{k: getattr(record, k) for k in LABELS})  # one key for four families
-        self.energy.inc_key(series, record.energy_j)
-        self.carbon.inc_key(series, record.carbon_g)
+        labels = {k: getattr(record, k) for k in LABELS}
+        series = self.carbon.key(**labels)  # one key for three families
+        active_j = min(record.active_j, record.energy_j)
+        self.energy.inc(active_j, **labels, kind="active")
+        self.energy.inc(record.energy_j - active_j, **labels, kind="idle")  # the two always sum to energy_j
+        if record.carbon_g is None:
+            self.carbon_unknown.inc_key(series, 1.0)
+        else:
+            self.carbon.inc_key(series, record.carbon_g)
         self.requests.inc_key(series, 1.0)
         self.request_energy.observe_key(series, record.energy_j)
         key = (record.model, record.variant)
@@ -93,10 +110,15 @@ class EnergyMetrics:
         """Mirror an attributor's books; counters advance by what changed since the last call."""
         method = totals.method
         with self._lock:
-            for key, counter, value in (("metered", self.metered, totals.metered_j), ("written_off", self.unattributed, totals.written_off_j)):
-                delta = value - self._seen[key].get(method, 0.0)
-                if delta > 0:
-                    counter.inc(delta, method=method)
+            for key, counter, value in (
+                ("metered", self.metered, totals.metered_j),
+                ("written_off", self.unattributed, totals.written_off_j),
+                ("startup", self.startup, totals.startup_j),
+            ):
+                seen = self._seen[key].get(method)
+                delta = value - (seen or 0.0)
+                if delta > 0 or seen is None:  # a series from the first scrape on, even at 0 J
+                    counter.inc(max(delta, 0.0), method=method)
                     self._seen[key][method] = value
         self.pending.set(totals.pending_j, method=method)
 

@@ -48,6 +48,7 @@ class Gateway:
     async def __call__(self, request: Request) -> Response:
         if not self._background_started:  # needs the serving event loop, which __init__ may not run on
             self._background_started = True
+            self.parts.data.mark_ready()
             self.parts.start_background()
 
         try:
@@ -66,8 +67,10 @@ class Gateway:
         return Response(out, status_code=status, headers=headers)
 
     def check_health(self) -> None:
-        # Serve restarts a replica whose check raises; a replica with no model loaded is still live.
-        return None
+        # Serve calls this once the replica is up (before any request) and then periodically: the
+        # replica is ready, so what it metered until now is start-up energy. Serve restarts a
+        # replica whose check raises; a replica with no model loaded is still live.
+        self.parts.data.mark_ready()
 
     async def __del__(self):
         close = getattr(getattr(self, "parts", None), "close", None)

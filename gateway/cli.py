@@ -9,6 +9,7 @@ import signal
 import threading
 from pathlib import Path
 
+from gateway.request_id import CALLBACK
 from wattgate.net import free_port
 
 log = logging.getLogger("wattgate.serve")
@@ -28,12 +29,14 @@ def proxy_env(proxy: str) -> dict[str, str]:
     HAProxy's stats/metrics ports and its socket and config files default to fixed values
     (8404, 9101, /tmp/haproxy-serve); give each gateway its own so two can run on one machine.
     """
+    one_id = {"RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH": CALLBACK}  # one X-Request-Id per response
     if proxy != "haproxy":
-        return {}
+        return one_id
     import tempfile
 
     run_dir = tempfile.mkdtemp(prefix="wg-haproxy-")
     return {
+        **one_id,
         "RAY_SERVE_ENABLE_HA_PROXY": "1",
         "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
         "RAY_SERVE_HAPROXY_STATS_PORT": str(free_port()),

@@ -22,11 +22,11 @@ class PoolWorker:
 
     def __init__(self, settings: Settings, pool_name: str) -> None:
         self.pool_name = pool_name
-        # Its own models and meter; the ingress does the accounting.
-        self.attributor, _ = build_attributor(settings, 0.5)
-        self.host = build_host(settings, self.attributor.charge_batch, ServeTensorBatcher)
+        # Its own models and a meter for what this pool reserves; the ingress does the accounting.
+        self.attributor, _ = build_attributor(settings, settings.pools[pool_name].num_cpus)
+        self.host = build_host(settings, self.attributor, ServeTensorBatcher)
         self.host.load_startup()
-        self.attributor.write_off()
+        self.attributor.end_startup()  # loading models is start-up, never a request's
         self.node_id = ray.get_runtime_context().get_node_id()
 
     async def infer(self, job: PoolJob) -> WorkResult:

@@ -9,7 +9,7 @@ from ray import serve
 
 from models.runtime import Runtime
 from models.work import WorkItem, WorkResult
-from serving.batching import Charge, TensorBatchRunner
+from serving.batching import BatchEnergy, TensorBatchRunner
 
 
 def _rows(items: Sequence[WorkItem]) -> int:
@@ -19,9 +19,9 @@ def _rows(items: Sequence[WorkItem]) -> int:
 class ServeTensorBatcher(TensorBatchRunner):
     """One ``@serve.batch`` queue per served tensor-model variant; the queue counts rows."""
 
-    def __init__(self, runtime: Runtime, charge: Charge, max_batch_size: int, batch_wait_timeout_s: float,
+    def __init__(self, runtime: Runtime, energy: BatchEnergy, max_batch_size: int, batch_wait_timeout_s: float,
                  executor: ThreadPoolExecutor | None = None) -> None:
-        super().__init__(runtime, charge, executor)
+        super().__init__(runtime, energy, executor)
         self.run_batch.set_max_batch_size(max_batch_size)
         self.run_batch.set_batch_wait_timeout_s(batch_wait_timeout_s)
 

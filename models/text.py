@@ -1,6 +1,6 @@
 """Text in, token ids out: the gateway tokenises BYTES tensors so clients send plain sentences.
 
-Each sentence is tokenised on its own and left unpadded; the batcher (``gateway/text_batcher.py``)
+Each sentence is tokenised on its own and left unpadded; the batcher (``serving/text_batcher.py``)
 groups sentences of equal or near-equal length, because padding a batch to its longest sentence made
 batches slower than single sentences on this CPU.
 """

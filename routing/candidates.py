@@ -195,7 +195,9 @@ def _score(
         )
     load = max(obs.load_rps, 0.0) + req.rate_rps
     energy_j = curve.at(load)
-    grams = operational_g(energy_j, obs.intensity_g_per_kwh, pool.pue)
+    # A region without an intensity reading has unknown carbon: it ranks after every known one.
+    known = not math.isnan(obs.intensity_g_per_kwh)
+    grams = operational_g(energy_j, obs.intensity_g_per_kwh, pool.pue) if known else math.inf
     # The model's queueing estimate, or what was observed if that is worse; a backlog adds its drain time.
     server_ms = pool.server_p99_ms(load)
     if obs.recent_p99_ms is not None:

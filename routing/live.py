@@ -176,14 +176,15 @@ class GreenRouter:
     def _state(self, now: float) -> RoutingState:
         pools = {}
         for p in self.topology.pools:
-            g, _, stale = self.intensity.get(p.region)
+            view = self.intensity.get(p.region)
             load = self.load[p.name]
             pools[p.name] = PoolState(
-                intensity_g_per_kwh=g,
+                # NaN: no reading; policies then never prefer this pool for its carbon.
+                intensity_g_per_kwh=view.g_per_kwh if view.known else math.nan,
                 healthy=now >= load.down_until_s,
                 load_rps=load.current_rps(now),
                 queue_len=load.in_flight,
-                intensity_stale=stale,
+                intensity_stale=view.stale,
                 tightest_budget_ms=load.tightest_budget_ms(now),
             )
         return RoutingState(self.topology, pools, model_budgets=self.budgets.states(), request_seq=next(self._seq))

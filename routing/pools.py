@@ -1,24 +1,26 @@
 """Where a routed request runs: one interface, three kinds of pool.
 
 A pool executor takes a :class:`PoolJob` (model, version, variant and the request's rows) and
-returns a :class:`models.work.WorkResult` with the energy the request was charged. ``LocalPool``
-runs on this process's own batchers, ``OipPool`` on any Open Inference Protocol server (Triton,
-KServe, MLServer, another wattgate); pools that are Ray Serve deployments are wired in ``gateway/``,
-the only room that knows Ray. A pool that fails raises :class:`wattgate.errors.DependencyError`,
+returns a :class:`models.work.WorkResult` with the energy the request was charged. The local pool
+is the data plane's own model host (``serving/host.py``: no extra hop); ``OipPool`` runs on any Open
+Inference Protocol server (Triton, KServe, MLServer, another wattgate); pools that are Ray Serve
+deployments are wired in ``gateway/``, the only room that knows Ray. A pool that fails raises :class:`wattgate.errors.DependencyError`,
 and the live router (``routing/live.py``) falls back to the next best pool.
 """
 
 from __future__ import annotations
 
+import threading
+import time
 from dataclasses import dataclass
-from typing import Awaitable, Callable, Protocol
+from typing import Callable, Protocol
 
 import numpy as np
 
 from energy.attribution import RequestEnergy
 from energy.coefficients import HardwareProfile
 from models.work import TextWorkItem, WorkItem, WorkResult
-from routing.topology import Pool
+from routing.topology import EnergyCurve, Pool
 from wattgate.errors import BadRequest, DependencyError
 
 
@@ -50,16 +52,6 @@ class PoolExecutor(Protocol):
     async def run(self, job: PoolJob) -> WorkResult: ...
 
 
-class LocalPool:
-    """A pool on this process's own runtimes: the request runs in-process, no extra hop."""
-
-    def __init__(self, run_local: Callable[[PoolJob], Awaitable[WorkResult]]) -> None:
-        self._run_local = run_local
-
-    async def run(self, job: PoolJob) -> WorkResult:
-        return await self._run_local(job)
-
-
 _OIP_DATATYPES = {
     "float32": "FP32", "float64": "FP64", "int64": "INT64", "int32": "INT32",
     "float16": "FP16", "uint8": "UINT8", "bool": "BOOL",
@@ -68,7 +60,7 @@ _OIP_DATATYPES = {
 
 class OipPool:
     """A remote Open Inference Protocol server. Its energy cannot be metered from here, so each
-    request is charged the pool's energy curve at its current load, labelled as modelled."""
+    request is charged from the pool's energy curve (``remote_energy``), labelled as modelled."""
 
     def __init__(self, url: str, energy_for: Callable[[str, int], RequestEnergy], model_name: str | None = None,
                  timeout_s: float = 10.0) -> None:
@@ -107,14 +99,58 @@ class OipPool:
         )
 
 
-def curve_energy(pool: Pool, load_rps: Callable[[], float]) -> Callable[[str, int], RequestEnergy]:
-    """Energy of a request on a pool we cannot meter: the pool's curve at its current load (modelled)."""
+def idle_and_dynamic(curve: EnergyCurve) -> tuple[float, float]:
+    """(idle W, dynamic J per inference) behind a pool's energy curve.
+
+    A power model states both. A measured table is read as idle power shared by the traffic plus a
+    dynamic floor: the floor is its lowest J per inference, the idle power what the lowest-rate
+    point spends above that floor (the H200 points give 8,700/s x (16.6 - 2.8) mJ = 120 W, the idle
+    power NVML measured). A constant has no idle part.
+    """
+    if curve.dynamic_j is not None:
+        return float(curve.idle_w), float(curve.dynamic_j)
+    floor_j = min(j for _, j in curve.points)
+    r0, j0 = curve.points[0]
+    return r0 * (j0 - floor_j), floor_j
+
+
+class PoolIdleAccount:
+    """A remote pool's idle power, billed once across the gateway: each of the gateway's N ingress
+    replicas accrues its 1/N share by time and charges it to its next request on that pool, so the
+    shares add up to the pool's idle power whatever the load, and nothing is billed N times."""
+
+    def __init__(self, idle_w: float, share: float, clock: Callable[[], float] = time.monotonic) -> None:
+        if idle_w < 0 or not 0 < share <= 1:
+            raise ValueError("idle_w must be >= 0 and share in (0, 1]")
+        self.idle_w = idle_w
+        self.share = share
+        self._clock = clock
+        self._last_s = clock()
+        self._lock = threading.Lock()
+
+    def take(self) -> tuple[float, float]:
+        """(idle J accrued since the last charge, the seconds it covers)."""
+        with self._lock:
+            now = self._clock()
+            period_s, self._last_s = max(0.0, now - self._last_s), now
+        return self.idle_w * self.share * period_s, period_s
+
+
+def remote_energy(pool: Pool, account: PoolIdleAccount) -> Callable[[str, int], RequestEnergy]:
+    """Energy of a request on a pool we cannot meter (modelled from its curve): its own dynamic energy,
+    plus this replica's share of the pool's idle power since the previous request."""
 
     def energy(variant: str, rows: int) -> RequestEnergy:
         curve = pool.curve(variant)
-        j = curve.at(max(load_rps(), 1e-3)) * rows
-        return RequestEnergy(energy_j=j, active_j=j, idle_j=0.0, method=f"pool-curve-{curve.method}", measured=False,
-                             batch_size=rows, work_share=1.0, reserved_s=pool.service_ms / 1000 * rows)
+        active_j = idle_and_dynamic(curve)[1] * rows
+        idle_j, _ = account.take()
+        return RequestEnergy(energy_j=active_j + idle_j, active_j=active_j, idle_j=idle_j,
+                             method=f"pool-curve-{curve.method}", measured=False, batch_size=rows, work_share=1.0,
+                             reserved_s=pool.service_ms / 1000 * rows)
 
     return energy
 
+
+def pool_idle_w(pool: Pool) -> float:
+    """The pool's idle power: the largest any of its curves implies (they describe one machine)."""
+    return max(idle_and_dynamic(pool.curve(v))[0] for v in pool.variants) if pool.variants else 0.0

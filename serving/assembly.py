@@ -6,13 +6,13 @@ Serve deployments; tests call it with the plain-asyncio batcher and no Ray at al
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, Mapping
 
-from cache import PredictionCacheService, RecentEnergy, describe, make_cache
+from cache import AvoidedEnergy, PredictionCacheService, describe, make_cache
 from energy.attribution import EnergyAttributor
 from energy.coefficients import DEFAULT_PROFILE_FOR_CLASS, HardwareProfile, get_profile
 from energy.ledger import EnergyLedger
@@ -25,13 +25,20 @@ from routing.intensity.factory import make_provider
 from routing.intensity.base import CarbonIntensityProvider
 from routing.intensity.snapshot import IntensitySnapshot
 from routing.live import BudgetTracker, GreenRouter, Router, SinglePoolRouter
-from routing.pools import LocalPool, OipPool, PoolExecutor, PoolInfo, curve_energy
+from routing.pools import OipPool, PoolExecutor, PoolIdleAccount, PoolInfo, pool_idle_w, remote_energy
 from routing.topology import load_topology
-from serving.accounting import AccountingSink, AvoidedEnergy, CarbonAccountant, RequestAccountant
-from serving.batching import Batcher, Charge, TensorBatcher
+from serving.accounting import (
+    AccountingSink,
+    BudgetSink,
+    CarbonAccountant,
+    LedgerSink,
+    MetricsSink,
+    Placement,
+    RequestAccountant,
+)
+from serving.batching import BatchEnergy, Batcher, TensorBatcher
 from serving.dataplane import DataPlane
 from serving.host import ModelHost
-from serving.sinks import BudgetSink, LedgerSink, MetricsSink
 from serving.text_batcher import LengthGroupedBatcher
 from wattgate.errors import BadRequest
 from wattgate.metrics import MetricsRegistry
@@ -39,8 +46,8 @@ from wattgate.settings import Settings
 
 log = logging.getLogger("wattgate.assembly")
 
-# (runtime, charge, max_batch_size, batch_wait_timeout_s, executor) -> a tensor-model batch queue
-MakeBatcher = Callable[[Runtime, Charge, int, float, ThreadPoolExecutor | None], Batcher]
+# (runtime, energy, max_batch_size, batch_wait_timeout_s, executor) -> a tensor-model batch queue
+MakeBatcher = Callable[[Runtime, BatchEnergy, int, float, ThreadPoolExecutor | None], Batcher]
 
 
 @dataclass
@@ -48,6 +55,7 @@ class DataPlaneParts:
     settings: Settings
     host: ModelHost
     dataplane: DataPlane
+    attributor: EnergyAttributor
     metrics: MetricsRegistry
     metrics_sink: MetricsSink
     ledger_sink: LedgerSink | None
@@ -59,6 +67,15 @@ class DataPlaneParts:
 
     def start_background(self) -> None:
         self.intensity.start()
+
+    def mark_ready(self) -> float:
+        """The replica serves from now on: what was metered until now (model load, warm-up, the
+        framework's start) is start-up energy, booked once, never charged to a request."""
+        startup_j = self.attributor.end_startup()
+        if startup_j > 0 and self.ledger_sink is not None:
+            reading = self.attributor.meter.read()
+            self.ledger_sink.ledger.record_account("startup", startup_j, reading.method, reading.measured)
+        return startup_j
 
     def snapshot(self) -> dict:
         """This process's metrics, the attributor's books refreshed."""
@@ -79,12 +96,12 @@ def build_attributor(settings: Settings, vcpus: float) -> tuple[EnergyAttributor
     return EnergyAttributor(meter_from_settings(es, **overrides)), overrides.get("vcpus_reserved", es.vcpus_reserved)
 
 
-def build_host(settings: Settings, charge: Charge, make_batcher: MakeBatcher = TensorBatcher) -> ModelHost:
+def build_host(settings: Settings, energy: BatchEnergy, make_batcher: MakeBatcher = TensorBatcher) -> ModelHost:
     def make_text_batcher(runtime, max_batch_size, max_pad_fraction, executor, max_concurrent_batches):
-        return LengthGroupedBatcher(runtime, charge, max_batch_size, max_pad_fraction, executor, max_concurrent_batches)
+        return LengthGroupedBatcher(runtime, energy, max_batch_size, max_pad_fraction, executor, max_concurrent_batches)
 
     def make_tensor_batcher(runtime, max_batch_size, batch_wait_timeout_s, executor):
-        return make_batcher(runtime, charge, max_batch_size, batch_wait_timeout_s, executor)
+        return make_batcher(runtime, energy, max_batch_size, batch_wait_timeout_s, executor)
 
     registry = ModelRegistry(settings.models.repository)
     return ModelHost(registry, settings.models, make_tensor_batcher, make_text_batcher, hardware=settings.server.hardware)
@@ -97,26 +114,34 @@ def _profiles(settings: Settings) -> dict[str, HardwareProfile]:
 
 
 def build_router(
-    settings: Settings, provider: CarbonIntensityProvider, local: LocalPool, remote: Mapping[str, PoolExecutor],
-) -> tuple[Router, IntensitySnapshot, RoutingControl | None]:
-    """A GreenRouter over the topology file, or one local pool when there is none."""
+    settings: Settings, provider: CarbonIntensityProvider, local: PoolExecutor, remote: Mapping[str, PoolExecutor],
+) -> tuple[Router, IntensitySnapshot, RoutingControl | None, dict[str, Placement]]:
+    """A GreenRouter over the topology file, or one local pool when there is none; and where each
+    pool's energy is really spent (a logical pool run in this process emulates its class)."""
     profiles = _profiles(settings)
+    s = settings.server
+    local_profile = profiles[s.hardware]
+
+    def on_this_machine(pool: PoolInfo) -> Placement:
+        emulates = pool.hardware if pool.hardware != s.hardware else None
+        return Placement(dataclasses.replace(pool, profile=local_profile), s.hardware, emulates, local_profile.name)
+
     path = settings.routing.topology_file
     if not path.is_file():
-        s = settings.server
         log.info("routing: no topology at %s; one local pool in %s", path, s.region)
-        pool = PoolInfo("local", s.region, s.hardware, settings.energy.pue, profiles[s.hardware])
-        return SinglePoolRouter(pool, local), IntensitySnapshot(provider, [pool.region]), None
+        pool = PoolInfo("local", s.region, s.hardware, settings.energy.pue, local_profile)
+        return (SinglePoolRouter(pool, local), IntensitySnapshot(provider, [pool.region]), None,
+                {pool.name: on_this_machine(pool)})
     topology = load_topology(path)
-    router: GreenRouter | None = None  # OIP pools read its load lazily, once it exists
     executors: dict[str, PoolExecutor] = {}
     for pool in topology.pools:
         spec = settings.pools.get(pool.name)
         if spec is None or spec.kind == "local":
             executors[pool.name] = local
         elif spec.kind == "oip":
-            load_rps = lambda name=pool.name: router.load[name].current_rps(time.monotonic())  # noqa: E731
-            executors[pool.name] = OipPool(spec.url, curve_energy(pool, load_rps), spec.model_name)
+            # This ingress replica's share of the pool's idle power: the replicas' shares add up to one bill.
+            account = PoolIdleAccount(pool_idle_w(pool), 1.0 / s.ingress_replicas)
+            executors[pool.name] = OipPool(spec.url, remote_energy(pool, account), spec.model_name)
         elif pool.name in remote:
             executors[pool.name] = remote[pool.name]
         else:
@@ -129,7 +154,11 @@ def build_router(
         BudgetTracker(settings.budgets.models_g, settings.budgets.period_s),
     )
     log.info("routing: %s over pools %s", rs.policy, [p.name for p in topology.pools])
-    return router, intensity, control
+    placements = {
+        name: on_this_machine(pool) if executors[name] is local else Placement(pool, pool.hardware, None, pool.profile.name)
+        for name, pool in router.pools.items()
+    }
+    return router, intensity, control, placements
 
 
 def build_data_plane(
@@ -139,14 +168,12 @@ def build_data_plane(
 ) -> DataPlaneParts:
     metrics = MetricsRegistry()
     attributor, vcpus = build_attributor(settings, settings.server.ingress_num_cpus)
-    cache = avoided = None
-    if settings.cache.enabled:
-        cache = PredictionCacheService(make_cache(settings.cache), settings.cache, metrics)
-        avoided = AvoidedEnergy(RecentEnergy(), cache.record_avoided)
+    cache = PredictionCacheService(make_cache(settings.cache), settings.cache, metrics) if settings.cache.enabled else None
+    avoided = AvoidedEnergy() if cache is not None else None
     log.info("prediction cache: %s", describe(settings.cache))
-    host = build_host(settings, attributor.charge_batch, make_batcher)
+    host = build_host(settings, attributor, make_batcher)
     provider = make_provider(settings.intensity, metrics=metrics)
-    router, intensity, control = build_router(settings, provider, LocalPool(host.run), remote_pools or {})
+    router, intensity, control, placements = build_router(settings, provider, host, remote_pools or {})
     metrics_sink = MetricsSink(EnergyMetrics(metrics, window_s=settings.energy.metrics_window_s), attributor)
     es = settings.energy
     ledger_sink = LedgerSink(EnergyLedger(
@@ -156,11 +183,29 @@ def build_data_plane(
     sinks: list[AccountingSink] = [metrics_sink, BudgetSink(router.observe_carbon)]
     if ledger_sink is not None:
         sinks.append(ledger_sink)
-    hit_profile = get_profile(DEFAULT_PROFILE_FOR_CLASS[settings.server.hardware])
-    accountant = RequestAccountant(CarbonAccountant(intensity, vcpus), hit_profile, avoided, sinks)
-    host.load_startup()
-    # Loading models is start-up work, not any request's: write it off before the first batch.
-    attributor.write_off()
+    accountant = RequestAccountant(
+        attributor, CarbonAccountant(intensity, vcpus), lambda pool: placements[pool.name], avoided,
+        cache.record_avoided if cache is not None else None, sinks, settings.intensity.signal_type,
+    )
+    host.load_startup()  # start-up energy until mark_ready(): never a request's
+    if avoided is not None:
+        _profiled_active_energy(host, avoided, attributor)
     dataplane = DataPlane(settings, host, router, accountant, cache=cache)
-    return DataPlaneParts(settings, host, dataplane, metrics, metrics_sink, ledger_sink, cache, provider, intensity,
-                          router, control)
+    return DataPlaneParts(settings, host, dataplane, attributor, metrics, metrics_sink, ledger_sink, cache, provider,
+                          intensity, router, control)
+
+
+def _profiled_active_energy(host: ModelHost, avoided: AvoidedEnergy, attributor: EnergyAttributor) -> None:
+    """Until enough misses are metered, a hit's avoided energy is the variant's profiled active
+    energy: its CPU-seconds per inference at batch 1 on this hardware x the profile's dynamic watts."""
+    meter_profile = getattr(attributor.meter, "profile", None)
+    if meter_profile is None or meter_profile.dynamic_power_w is None:
+        return
+    for state in host.models.values():
+        for loaded in state.versions.values():
+            for variant in loaded.variants:
+                _, vcard = loaded.card.variant(variant)
+                row = (((vcard.energy_profile or {}).get(host.hardware) or {}).get("batches") or {}).get("1") or {}
+                cpu_s = row.get("cpu_s_per_inference")
+                if isinstance(cpu_s, (int, float)) and cpu_s >= 0:
+                    avoided.set_profile(loaded.card.name, variant, cpu_s * meter_profile.dynamic_power_w)

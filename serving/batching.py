@@ -14,13 +14,28 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from typing import Awaitable, Callable, Protocol, Sequence
 
-from energy.attribution import RequestEnergy
+from energy.attribution import BatchToken, RequestEnergy
 from models.batching import merge_rows, split_rows
 from models.runtime import Runtime
 from models.work import TextWorkItem, WorkItem, WorkResult
 from wattgate.errors import WattgateError
 
-Charge = Callable[[Sequence[float]], list[RequestEnergy]]  # work units per request -> their energy
+class BatchEnergy(Protocol):
+    """What a batch is charged (``energy.attribution.EnergyAttributor``): take a token right before it
+    runs, then charge its requests by work units; the token separates the run's active energy."""
+
+    def begin_batch(self) -> BatchToken: ...
+
+    def owns(self, token: BatchToken | None) -> bool: ...
+
+    def charge_batch(self, work_units: Sequence[float], token: BatchToken | None = None) -> list[RequestEnergy]: ...
+
+
+def batch_token(energy: BatchEnergy, arrivals: Sequence[BatchToken | None]) -> BatchToken:
+    """Where a batch's work began: its earliest request's arrival on this meter, else now (a request
+    that came from another process carries a token of that process's meter)."""
+    own = [t for t in arrivals if energy.owns(t)]
+    return min(own, key=lambda t: t.reading.timestamp_s) if own else energy.begin_batch()
 
 
 class Batcher(Protocol):
@@ -56,9 +71,9 @@ async def run_isolated(items: list, run: Callable[[list], Awaitable[list[WorkRes
 class TensorBatchRunner:
     """Runs one batch of a tensor-model variant: merge rows, run, charge energy, split, count."""
 
-    def __init__(self, runtime: Runtime, charge: Charge, executor: ThreadPoolExecutor | None = None) -> None:
+    def __init__(self, runtime: Runtime, energy: BatchEnergy, executor: ThreadPoolExecutor | None = None) -> None:
         self.runtime = runtime
-        self._charge = charge
+        self._energy = energy
         self.calls = 0
         self.rows_seen = 0
         self.batch_sizes: dict[int, int] = {}
@@ -71,11 +86,12 @@ class TensorBatchRunner:
 
     async def _run(self, items: list[WorkItem]) -> list[WorkResult]:
         merged, rows = merge_rows([i.inputs for i in items])
+        token = batch_token(self._energy, [i.arrival for i in items])
         if self._executor is None:
             outputs = self.runtime.run(merged)
         else:
             outputs = await asyncio.get_running_loop().run_in_executor(self._executor, self.runtime.run, merged)
-        energies = self._charge([i.work_units for i in items])
+        energies = self._energy.charge_batch([i.work_units for i in items], token)
         self.calls += 1
         total = sum(rows)
         self.rows_seen += total
@@ -94,9 +110,9 @@ class TensorBatcher(TensorBatchRunner):
     """A batch queue on asyncio alone: a batch runs once it holds ``max_batch_size`` rows or its
     oldest request has waited ``batch_wait_timeout_s``; one batch runs at a time."""
 
-    def __init__(self, runtime: Runtime, charge: Charge, max_batch_size: int, batch_wait_timeout_s: float,
+    def __init__(self, runtime: Runtime, energy: BatchEnergy, max_batch_size: int, batch_wait_timeout_s: float,
                  executor: ThreadPoolExecutor | None = None) -> None:
-        super().__init__(runtime, charge, executor)
+        super().__init__(runtime, energy, executor)
         if max_batch_size < 1 or batch_wait_timeout_s < 0:
             raise ValueError("max_batch_size must be >= 1 and batch_wait_timeout_s >= 0")
         self.max_batch_size = max_batch_size

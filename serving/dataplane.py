@@ -8,20 +8,24 @@ paths to these methods and errors to statuses; a gRPC front end would call the s
 from __future__ import annotations
 
 import itertools
+import string
 import time
 import uuid
+from urllib.parse import quote
 from typing import Awaitable, Callable, Protocol
 
 import numpy as np
 
 from cache.keys import cache_key
 from cache.service import CacheOutcome
+from energy.attribution import BatchToken
 from models.work import TextWorkItem, WorkItem
 from routing.live import ClientContext, Execution, Router
 from routing.pools import PoolJob
 from serving.accounting import RequestAccountant, ServedRequest
 from serving.host import LoadedVersion, ModelHost
 from serving.protocol import (
+    MAX_ID_CHARS,
     decode_body,
     encode_infer_response,
     parameter_headers,
@@ -33,6 +37,9 @@ from wattgate import __version__
 from wattgate.errors import BadRequest, PayloadTooLarge
 from wattgate.settings import Settings
 from wattgate.tensors import Tensor
+
+# Printable ASCII goes into the X-Request-Id header as it is; anything else is percent-encoded.
+_HEADER_SAFE = "".join(c for c in string.printable if c not in "%\t\n\r\x0b\x0c")
 
 EXTENSIONS = ["binary_tensor_data", "model_repository", "statistics", "energy", "carbon", "green_routing"]
 
@@ -126,37 +133,50 @@ class DataPlane:
         route = self.router.route(card, wanted_variant, loaded.variants, context)
         output_names = [o.name for o in requested]
 
+        arrival = self.accountant.arrival()  # this request's own work is metered from here
+
         async def compute() -> tuple[list[Tensor], Execution]:
             # Built here, not before the cache: a hit never tokenises text.
-            item = self._work_item(loaded, route.variant, request.inputs)
+            item = self._work_item(loaded, route.variant, request.inputs, arrival)
             job = PoolJob(card.name, card.version, route.variant, item, loaded.output_names)
             execution = await self.router.execute(route, job)
             outputs = [Tensor.from_numpy(n, np.asarray(execution.result.outputs[n])) for n in output_names]
             return outputs, execution
 
+        request_id = request.id or _client_request_id(headers) or f"{self._id_prefix}-{next(self._ids)}"
         if self.cache is not None:
             key = cache_key(card.name, card.version, route.variant, output_names, request.inputs)
             outcome = await self.cache.get_or_compute(key, compute, model=card.name, version=card.version)
-            # Only the request that ran the model carries its energy; hits and followers pay their own.
-            outputs, cache_status, cache_cpu_s = outcome.outputs, outcome.status, outcome.cache_cpu_s
+            # Only the request that ran the model carries its batch's energy; hits and followers pay their own.
+            outputs, cache_status = outcome.outputs, outcome.status
             execution = outcome.extra if outcome.computed else None
         else:
-            (outputs, execution), cache_status, cache_cpu_s = await compute(), "off", 0.0
+            (outputs, execution), cache_status = await compute(), "off"
         served = ServedRequest(
-            card=card, route=route, execution=execution, cache_status=cache_status, cache_cpu_s=cache_cpu_s,
-            latency_ms=(time.perf_counter() - started) * 1000,
-            request_id=request.id or f"{self._id_prefix}-{next(self._ids)}", rows=request.rows,
+            card=card, route=route, execution=execution, cache_status=cache_status,
+            latency_ms=(time.perf_counter() - started) * 1000, request_id=request_id, rows=request.rows,
+            arrival=arrival,
         )
         params = self.accountant.account(served).parameters()
-        body, out_headers = encode_infer_response(card.name, card.version, outputs, requested, request.id, params)
+        # One id joins the response body, its X-Request-Id header and the ledger row.
+        body, out_headers = encode_infer_response(card.name, card.version, outputs, requested, request_id, params)
         out_headers.update(parameter_headers(params))
+        out_headers["x-request-id"] = quote(request_id, safe=_HEADER_SAFE)
         return body, out_headers
 
     @staticmethod
-    def _work_item(loaded: LoadedVersion, variant: str, inputs: list[Tensor]) -> WorkItem | TextWorkItem:
+    def _work_item(loaded: LoadedVersion, variant: str, inputs: list[Tensor], arrival: BatchToken) -> WorkItem | TextWorkItem:
         pre = loaded.preprocessors.get(variant)
         if pre is not None:
-            return TextWorkItem(pre.rows(inputs))
+            return TextWorkItem(pre.rows(inputs), arrival)
         arrays = {t.name: t.data for t in inputs}
         rows = inputs[0].shape[0] if inputs[0].shape else 1
-        return WorkItem(arrays, rows, float(rows))
+        return WorkItem(arrays, rows, float(rows), arrival)
+
+
+def _client_request_id(headers: dict[str, str]) -> str | None:
+    """The client's X-Request-Id when it sent a usable one (short, printable ASCII), else None."""
+    value = headers.get("x-request-id")
+    if value and len(value) <= MAX_ID_CHARS and value.isascii() and value.isprintable():
+        return value
+    return None

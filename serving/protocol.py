@@ -22,6 +22,7 @@ from wattgate.tensors import Tensor, deserialize_bytes_tensor, element_count, nu
 
 HEADER_LENGTH = "inference-header-content-length"
 MAX_RANK = 8
+MAX_ID_CHARS = 256
 
 
 @dataclass(frozen=True)
@@ -97,7 +98,11 @@ def parse_infer_request(body: bytes, header_length: str | int | None = None) -> 
             op = o.get("parameters") or {}
             outputs.append(RequestedOutput(o["name"], bool(op.get("binary_data", binary_default))))
     rid = doc.get("id")
-    return InferRequest(inputs, outputs, str(rid) if rid is not None else None, params, binary_default)
+    if isinstance(rid, int) and not isinstance(rid, bool):
+        rid = str(rid)
+    if rid is not None and (not isinstance(rid, str) or not 0 < len(rid) <= MAX_ID_CHARS):
+        raise BadRequest(f"'id' must be a string of 1 to {MAX_ID_CHARS} characters")
+    return InferRequest(inputs, outputs, rid, params, binary_default)
 
 
 def _split(body: bytes, header_length) -> tuple[bytes, memoryview]:

@@ -24,17 +24,18 @@ from energy.attribution import combine_energy
 from models.batching import pad_text_batch, split_rows
 from models.runtime import Runtime
 from models.work import TextWorkItem, WorkResult
-from serving.batching import Charge, run_isolated
+from serving.batching import BatchEnergy, batch_token, run_isolated
 
 
 class _Row:
-    __slots__ = ("tokens", "inputs", "future", "taken")
+    __slots__ = ("tokens", "inputs", "future", "taken", "arrival")
 
-    def __init__(self, tokens: int, inputs: dict[str, np.ndarray], future: asyncio.Future) -> None:
+    def __init__(self, tokens: int, inputs: dict[str, np.ndarray], future: asyncio.Future, arrival=None) -> None:
         self.tokens = tokens
         self.inputs = inputs
         self.future = future
         self.taken = False
+        self.arrival = arrival
 
     @property
     def live(self) -> bool:
@@ -99,7 +100,7 @@ class LengthGroupedBatcher:
     def __init__(
         self,
         runtime: Runtime,
-        charge: Charge,
+        energy: BatchEnergy,
         max_batch_size: int,
         max_pad_fraction: float,
         executor: ThreadPoolExecutor,
@@ -108,7 +109,7 @@ class LengthGroupedBatcher:
         if max_batch_size < 1 or max_concurrent_batches < 1 or not 0.0 <= max_pad_fraction < 1.0:
             raise ValueError("max_batch_size and max_concurrent_batches must be >= 1, max_pad_fraction in [0, 1)")
         self.runtime = runtime
-        self._charge = charge
+        self._energy = energy
         self.max_batch_size = max_batch_size
         self.max_pad_fraction = max_pad_fraction
         self.max_concurrent_batches = max_concurrent_batches
@@ -122,7 +123,7 @@ class LengthGroupedBatcher:
 
     async def infer(self, item: TextWorkItem) -> WorkResult:
         loop = asyncio.get_running_loop()
-        rows = [_Row(int(r["input_ids"].shape[1]), r, loop.create_future()) for r in item.rows]
+        rows = [_Row(int(r["input_ids"].shape[1]), r, loop.create_future(), item.arrival) for r in item.rows]
         for r in rows:
             self._queue.push(r)
         self._start_batches()
@@ -166,8 +167,9 @@ class LengthGroupedBatcher:
 
     async def _run(self, group: list[_Row]) -> list[WorkResult]:
         merged, sizes = pad_text_batch([r.inputs for r in group])
+        token = batch_token(self._energy, [r.arrival for r in group])
         outputs = await asyncio.get_running_loop().run_in_executor(self._executor, self.runtime.run, merged)
-        energies = self._charge([float(r.tokens) for r in group])  # tokens: the share each sentence pays
+        energies = self._energy.charge_batch([float(r.tokens) for r in group], token)  # tokens: each sentence's share
         n = len(group)
         self.calls += 1
         self.rows_seen += n

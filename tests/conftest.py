@@ -75,3 +75,28 @@ def deploy(ray_serve):
         raise RuntimeError("gateway did not become ready with the new settings")
 
     return _deploy
+
+
+@pytest.fixture
+def make_plane(digits_repository, tmp_path):
+    """make_plane(**settings sections) -> a data plane on the digits model, built without Ray (the
+    plain-asyncio batcher, no HTTP server); closed after the test."""
+    built = []
+
+    def _make(**sections):
+        sections.setdefault("models", {"repository": str(digits_repository),
+                                       "defaults": {"max_batch_size": 32, "batch_wait_timeout_s": 0.01}})
+        sections.setdefault("server", {})
+        sections["server"].setdefault("state_dir", str(tmp_path / "state"))
+        sections.setdefault("intensity", {"provider": "static"})
+        from serving.assembly import build_data_plane
+        from wattgate.settings import load_settings
+
+        parts = build_data_plane(load_settings(None, **sections))
+        parts.mark_ready()
+        built.append(parts)
+        return parts
+
+    yield _make
+    for parts in built:
+        parts.close()

@@ -69,4 +69,5 @@ class CpuTimeModelMeter(WindowedMeter):
             method=self.method,
             measured=False,
             components=components,
+            static_j=static_j + memory_j,
         )

@@ -24,7 +24,7 @@ import threading
 import time
 from typing import Any, Callable, Literal
 
-from energy.meters.base import EnergyReading, WindowedMeter
+from energy.meters.base import EnergyReading, IdleBaseline, WindowedMeter
 from wattgate.errors import DependencyError, Unavailable
 
 # pynvml's NVML_FI_DEV_POWER_INSTANT; kept here so a fake module needs not define it.
@@ -87,6 +87,11 @@ class NvmlMeter(WindowedMeter):
         self._last_read_s = now
         self._poll_error: Exception | None = None
         self.counter_updates = 0
+        # Idle power: measured at start (the GPU is assumed quiet while the meter is built), then
+        # re-measured as the lowest power sampled over the last few minutes.
+        self.idle = IdleBaseline()
+        self.idle.observe_power(self._sample_power_w() or 0.0, now)
+        self.idle.accrue(now)
         # With a sampler, NVML is polled off the request path and read() makes no NVML call. On the
         # H200 we measured, one energy-counter call burns ~3-4 ms of CPU while a power call takes
         # ~2 µs: so power is sampled every ``sample_interval_s`` and the counter only every
@@ -136,6 +141,8 @@ class NvmlMeter(WindowedMeter):
             self._last_counter_poll_s = now
         # Without a power reading, the counter's own last step is the best power estimate.
         self._power_w = max(0.0, self._counter_power_w if power_w is None else power_w)
+        if power_w is not None:
+            self.idle.observe_power(power_w, now)
 
     def poll(self, counter: bool = True) -> None:
         """Take one NVML sample now (the sampler thread calls this; so may a test)."""
@@ -179,7 +186,13 @@ class NvmlMeter(WindowedMeter):
             method=self.method,
             measured=True,
             components={"gpu": energy_j},
+            # Above-baseline energy from the sampled power; the rest of the reading is idle power.
+            static_j=max(0.0, energy_j - self._active_j(now)),
         )
+
+    def _active_j(self, now: float) -> float:
+        self.idle.accrue(now, self._power_w)
+        return self.idle.active_j * self.share
 
     def counter_j(self) -> float:
         """The raw driver counter since this meter started (× share), for reconciliation checks."""

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from energy.meters.base import EnergyReading, WindowedMeter
+from energy.meters.base import EnergyReading, IdleBaseline, WindowedMeter
 from wattgate.errors import DependencyError, Unavailable
 
 DEFAULT_ROOT = "/sys/class/powercap"
@@ -84,6 +84,7 @@ class RaplMeter(WindowedMeter):
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__()
+        self.idle = IdleBaseline()
         if not 0 < share <= 1:
             raise ValueError("share must lie in (0, 1]")
         self.root = Path(root)
@@ -123,12 +124,16 @@ class RaplMeter(WindowedMeter):
             zone.last_raw_uj = raw
             totals[zone.kind] += zone.total_uj
         components = {k: v * 1e-6 * self.share for k, v in totals.items() if any(z.kind == k for z in self._zones)}
+        energy_j, now = sum(components.values()), self._clock()
+        # Idle power: the lowest average power over half-second spans in the last few minutes.
+        self.idle.observe_energy(energy_j, now)
         return EnergyReading(
-            energy_j=sum(components.values()),
-            timestamp_s=self._clock(),
+            energy_j=energy_j,
+            timestamp_s=now,
             method=self.method,
             measured=True,
             components=components,
+            static_j=min(self.idle.accrue(now), energy_j),
         )
 
     def close(self) -> None:

@@ -23,12 +23,16 @@ __all__ = [
     "LB_PER_MWH_TO_G_PER_KWH",
     "NotSupported",
     "ReadingKind",
+    "SignalType",
+    "signal_type",
     "UnknownRegion",
     "utcnow",
     "zone_for",
 ]
 
 ReadingKind = Literal["live", "forecast", "history", "replay", "static", "last-known"]
+
+SignalType = Literal["average", "marginal", "index", "unknown"]
 
 # 1 lb = 453.592 g and 1 MWh = 1000 kWh, so 1 lb/MWh = 0.453592 g/kWh (WattTime reports lbs/MWh).
 LB_PER_MWH_TO_G_PER_KWH = 0.453592
@@ -46,6 +50,19 @@ class UnknownRegion(NotFound):
 
 class AuthRejected(ProviderUnavailable):
     """The source answered 401/403: missing, wrong or expired credentials."""
+
+
+def signal_type(signal: str) -> SignalType:
+    """What kind of number a reading's ``signal`` is: average or marginal g/kWh, or an index (a
+    percentile such as WattTime's signal-index, never to be used as g/kWh)."""
+    s = signal.lower()
+    if "percentile" in s or "index" in s:
+        return "index"
+    if s.startswith("moer") or s.startswith("marginal"):
+        return "marginal"
+    if s.startswith("average"):
+        return "average"
+    return "unknown"
 
 
 def utcnow() -> datetime:

@@ -143,4 +143,5 @@ def make_provider(
         metrics=metrics,
         clock=clock,
         log_interval_s=settings.log_interval_s,
+        signal=settings.signal_type,
     )

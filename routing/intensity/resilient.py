@@ -20,7 +20,7 @@ from typing import Any, Callable, Hashable, Mapping, Sequence
 from wattgate.errors import ProviderUnavailable
 from wattgate.metrics import MetricsRegistry
 
-from .base import CarbonIntensityProvider, IntensityReading, NotSupported, UnknownRegion, utcnow
+from .base import CarbonIntensityProvider, IntensityReading, NotSupported, UnknownRegion, signal_type, utcnow
 
 __all__ = ["LAST_KNOWN", "ResilientProvider"]
 
@@ -80,6 +80,7 @@ class ResilientProvider:
         monotonic: Callable[[], float] = time.monotonic,
         log_interval_s: float = 60.0,
         logger: logging.Logger = log,
+        signal: str | None = None,
     ) -> None:
         ttl_s = dict(ttl_s or {})
         steps: list[_Step] = []
@@ -99,6 +100,8 @@ class ResilientProvider:
         if unknown_ttl:
             raise ValueError(f"ttl_s names steps not in the chain: {sorted(unknown_ttl)}")
         self._steps = steps
+        # The one signal type the chain serves ("average" | "marginal"; None: any but an index).
+        self.signal = signal
         self.max_age_s = max_age_s
         self.last_known_max_age_s = last_known_max_age_s
         self.failure_backoff_s = failure_backoff_s
@@ -200,6 +203,7 @@ class ResilientProvider:
             provider = step.provider
             try:
                 answer = self._cached(step, ("current", step.name, region), lambda: provider.current(region))
+                self._check_signal(answer)
                 break
             except UnknownRegion:
                 continue  # a configuration gap, not an outage: not counted as a fallback
@@ -223,6 +227,16 @@ class ResilientProvider:
                 self._last_known[region] = answer
         self._served.set(answer.intensity_g_per_kwh, region=region)
         return self._judged(answer, self.clock())
+
+    def _check_signal(self, reading: IntensityReading) -> None:
+        """Never an index as g/kWh, never a marginal signal beside average ones (or the reverse)."""
+        kind = signal_type(reading.signal)
+        if kind == "index":
+            raise ProviderUnavailable(f"{reading.source} serves {reading.signal!r}, an index, not g/kWh")
+        if self.signal is not None and kind not in ("unknown", self.signal):
+            raise ProviderUnavailable(
+                f"{reading.source} serves a {kind} signal ({reading.signal!r}); this chain serves {self.signal} intensity"
+            )
 
     async def acurrent(self, region: str) -> IntensityReading:
         """``current`` off the event loop: the HTTP clients are synchronous."""

@@ -116,6 +116,11 @@ class IntensitySettings(_Strict):
         "None = ['last-known', 'static'] (none when the provider is 'static')",
     )
     max_age_s: float = Field(3600.0, gt=0, description="readings older than this are flagged stale")
+    signal_type: Literal["average", "marginal"] = Field(
+        "average",
+        description="the one kind of signal the chain may serve: average or marginal intensity (g/kWh); a step "
+        "whose readings are of another kind, or an index, is passed over",
+    )
     last_known_max_age_s: float | None = Field(86400.0, gt=0, description="older last-known readings are not used")
     failure_backoff_s: float = Field(30.0, ge=0, description="how long a failed provider is skipped")
     log_interval_s: float = Field(60.0, ge=0, description="at most one fallback warning per provider/region per interval")

@@ -9,11 +9,30 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 from typing import Sequence
 
 from routing.intensity.base import CarbonIntensityProvider, IntensityReading
 
 log = logging.getLogger("wattgate.intensity")
+
+
+@dataclass(frozen=True)
+class IntensityView:
+    """A region's intensity as routing and carbon accounting see it. ``g_per_kwh`` is None when no
+    step of the provider chain has a reading: carbon there is unknown, never 0."""
+
+    g_per_kwh: float | None
+    source: str  # "provider/kind", or "none"
+    signal: str  # e.g. "average-lca", "moer"; "none" without a reading
+    stale: bool
+
+    @property
+    def known(self) -> bool:
+        return self.g_per_kwh is not None
+
+
+MISSING = IntensityView(None, "none", "none", True)
 
 
 class IntensitySnapshot:
@@ -51,12 +70,12 @@ class IntensitySnapshot:
                 await loop.run_in_executor(None, self._read, region)
             await asyncio.sleep(self.refresh_s)
 
-    def get(self, region: str) -> tuple[float, str, bool]:
-        """(g/kWh, "source/kind", stale) for ``region``."""
+    def get(self, region: str) -> IntensityView:
         reading = self.readings.get(region)
         if reading is None:
             self._read(region)
             reading = self.readings.get(region)
         if reading is None:
-            return 0.0, "unavailable", True
-        return reading.intensity_g_per_kwh, f"{reading.source}/{reading.kind}", bool(reading.stale)
+            return MISSING
+        return IntensityView(reading.intensity_g_per_kwh, f"{reading.source}/{reading.kind}", reading.signal,
+                             bool(reading.stale))

@@ -4,7 +4,7 @@ import logging
 import numpy as np
 import pytest
 
-from cache.avoided import RecentEnergy
+from cache.avoided import AvoidedEnergy
 from cache.keys import cache_key
 from cache.memory import MemoryCache
 from cache.service import PredictionCacheService
@@ -221,22 +221,36 @@ async def test_unencodable_outputs_are_served_uncached():
     assert svc.errors.value(model="m", op="encode") == 1
 
 
-def test_record_avoided_and_recent_energy():
+def test_record_avoided_counts_by_method():
     svc, metrics = make_service()
-    recent = RecentEnergy(alpha=0.5)
-    assert recent.estimate("m", "fp32") is None
-    for j in (2.0, 4.0):
-        recent.observe("m", "fp32", j)
-    est = recent.estimate("m", "fp32")
-    assert (est.energy_j, est.samples, est.method) == (3.0, 2, "metered-ema")
-    assert recent.estimate("m", "int8") is None
-    with pytest.raises(ValueError):
-        recent.observe("m", "fp32", float("nan"))
-    svc.record_avoided("m", est.energy_j, 0.001)
-    svc.record_avoided("m", est.energy_j, 0.001)
-    assert svc.energy_avoided.value(model="m", method="metered-ema") == 6.0
+    svc.record_avoided("m", 3.0, 0.001, method="metered-active-ema")
+    svc.record_avoided("m", 3.0, 0.001, method="metered-active-ema")
+    assert svc.energy_avoided.value(model="m", method="metered-active-ema") == 6.0
     text = render(metrics.snapshot())
-    assert 'wattgate_carbon_avoided_grams_total{model="m",method="metered-ema"} 0.002' in text
+    assert 'wattgate_carbon_avoided_grams_total{model="m",method="metered-active-ema"} 0.002' in text
+
+
+def test_avoided_energy_is_active_energy_per_inference_from_enough_misses():
+    avoided = AvoidedEnergy(alpha=0.5, min_samples=2)
+    assert avoided.on_hit("m", "fp32", 1, 0.0) is None  # nothing to estimate from yet
+    avoided.set_profile("m", "fp32", 0.004)
+    assert avoided.on_hit("m", "fp32", 2, 0.001) == (pytest.approx(0.007), "profile-active")
+    avoided.observe_miss("m", "fp32", 0.004, 2)  # 2 mJ per inference
+    avoided.observe_miss("m", "fp32", 0.012, 3)  # 4 mJ per inference
+    est = avoided.estimate("m", "fp32")
+    assert (est.energy_j, est.samples, est.method) == (pytest.approx(0.003), 2, "metered-active-ema")
+    with pytest.raises(ValueError):
+        avoided.observe_miss("m", "fp32", float("nan"), 1)
+
+
+def test_avoided_energy_never_exceeds_what_the_same_inferences_cost_computed():
+    avoided = AvoidedEnergy(alpha=1.0, min_samples=1)
+    for _ in range(9):
+        avoided.observe_miss("m", "v", 0.001, 1)
+    avoided.observe_miss("m", "v", 0.1, 1)  # one costly miss: the EMA (alpha 1) jumps to 0.1 J
+    total = sum(avoided.on_hit("m", "v", 1, 0.0)[0] for _ in range(50))
+    mean_j = (9 * 0.001 + 0.1) / 10
+    assert total <= 50 * mean_j + 1e-12
 
 
 def test_stored_value_matches_encode_outputs():

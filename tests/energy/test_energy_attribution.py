@@ -32,12 +32,13 @@ def test_idle_is_charged_forward_to_the_next_batch_and_split_by_work():
     clock.advance(2.0)  # idle: 0.74 W × 2 s = 1.48 J static
     token = attr.begin_batch()
     clock.advance(0.01)
-    cpu.value += 0.01  # active: 0.74 × 0.01 + 2.76 × 0.01 = 0.035 J
+    cpu.value += 0.01  # the batch's run: 0.74 W static × 0.01 s + 2.76 W dynamic × 0.01 CPU-s = 0.035 J
     out = attr.charge_batch([1, 3], token)
     assert [r.work_share for r in out] == [0.25, 0.75]
     assert sum(r.energy_j for r in out) == pytest.approx(1.48 + 0.035)
-    assert sum(r.active_j for r in out) == pytest.approx(0.035)
-    assert sum(r.idle_j for r in out) == pytest.approx(1.48)
+    # Active is what the run added (dynamic power); static power over the whole period is idle.
+    assert sum(r.active_j for r in out) == pytest.approx(0.0276)
+    assert sum(r.idle_j for r in out) == pytest.approx(1.48 + 0.0074)
     assert out[1].energy_j == pytest.approx(3 * out[0].energy_j)
     assert all(r.energy_j == pytest.approx(r.active_j + r.idle_j) for r in out)
     assert sum(r.reserved_s for r in out) == pytest.approx(2.01)
@@ -46,7 +47,8 @@ def test_idle_is_charged_forward_to_the_next_batch_and_split_by_work():
     clock.advance(1.0)
     (only,) = attr.charge_batch([5])
     assert only.energy_j == pytest.approx(0.74)
-    assert only.active_j == only.energy_j  # no token: all reported active
+    # No token and no CPU burned: static power is idle, never active.
+    assert (only.active_j, only.idle_j) == (pytest.approx(0.0), pytest.approx(0.74))
 
 
 def test_zero_work_splits_evenly_and_bad_work_is_rejected():
@@ -164,3 +166,31 @@ def test_cpu_timer_measures_the_span():
     with CpuTimer(lambda: next(ticks)) as t:
         pass
     assert t.cpu_s == pytest.approx(0.004)
+
+
+def test_start_up_is_its_own_account_and_never_a_requests():
+    clock, cpu, meter, attr = cpu_setup(vcpus=1.0)
+    clock.advance(5.0)
+    cpu.value += 3.0  # model load and warm-up: 0.74 × 5 + 2.76 × 3 = 11.98 J
+    assert attr.end_startup() == pytest.approx(11.98)
+    assert attr.end_startup() == 0.0  # once
+    clock.advance(0.5)
+    token = attr.begin_batch()
+    cpu.value += 0.001
+    (first,) = attr.charge_batch([1], token)
+    assert first.energy_j == pytest.approx(0.74 * 0.5 + 2.76 * 0.001)
+    t = attr.totals()
+    assert t.startup_j == pytest.approx(11.98)
+    assert t.metered_j == pytest.approx(t.active_j + t.idle_j + t.startup_j + t.written_off_j + t.pending_j)
+    assert t.active_j == pytest.approx(2.76 * 0.001) and t.idle_j == pytest.approx(0.37)
+
+
+def test_background_work_between_batches_is_idle_not_active():
+    clock, cpu, meter, attr = cpu_setup(vcpus=1.0)
+    clock.advance(1.0)
+    cpu.value += 0.2  # the process's own background work (event loop, framework threads)
+    token = attr.begin_batch()
+    cpu.value += 0.001
+    (r,) = attr.charge_batch([1], token)
+    assert r.active_j == pytest.approx(2.76 * 0.001)
+    assert r.idle_j == pytest.approx(0.74 + 2.76 * 0.2)

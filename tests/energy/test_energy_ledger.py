@@ -164,7 +164,7 @@ def test_cli_export_and_summary(tmp_path):
     rc, text = _cli(["ledger", "export", "--db", str(db), "--out", str(tmp_path / "e.csv"), "--format", "csv"])
     assert rc == 0 and read_export(tmp_path / "e.csv", "csv") == recs
     rc, text = _cli(["ledger", "summary", "--db", str(db), "--group-by", "variant", "--json"])
-    rows = json.loads(text)
+    rows = json.loads(text)["requests"]
     assert rc == 0 and {r["variant"]: r["requests"] for r in rows} == {"fp32": 10, "int8": 10}
     rc, text = _cli(["ledger", "summary", "--db", str(db), "--group-by", ""])
     assert rc == 0 and text.splitlines()[0].split()[0] == "requests" and text.splitlines()[1].split()[0] == "20"

@@ -30,7 +30,9 @@ def test_counters_and_histogram_sum_the_records():
     for e in energies:
         m.observe(rec(e, carbon_g=e / 100))
     m.observe(rec(1.0, variant="fp32"))
-    assert m.energy.value(**LABELS) == pytest.approx(sum(energies))
+    # The total over kind="active|idle"; these records say nothing of active energy, so all is idle.
+    assert m.energy.value(**LABELS, kind="active") + m.energy.value(**LABELS, kind="idle") == pytest.approx(sum(energies))
+    assert m.energy.value(**LABELS, kind="active") == 0.0
     assert m.carbon.value(**LABELS) == pytest.approx(sum(energies) / 100)
     assert m.requests.value(**LABELS) == 4
     assert m.request_energy.count(**LABELS) == 4
@@ -40,6 +42,16 @@ def test_counters_and_histogram_sum_the_records():
     assert 'wattgate_requests_total{model="digits",version="1",variant="int8",region="eu-north",hardware="x86"} 4.0' in text
     assert 'wattgate_request_energy_joules_bucket{model="digits",version="1",variant="int8",region="eu-north",hardware="x86",le="0.001"} 1.0' in text
     assert 'wattgate_request_energy_joules_bucket{model="digits",version="1",variant="int8",region="eu-north",hardware="x86",le="+Inf"} 4.0' in text
+
+
+def test_energy_splits_into_active_and_idle_and_unknown_carbon_is_not_zero_carbon():
+    m = EnergyMetrics(MetricsRegistry(), clock=FakeClock())
+    m.observe(rec(0.5, active_j=0.1, idle_j=0.4))
+    m.observe(rec(0.2, carbon_g=None, operational_g=None, intensity_g_per_kwh=None, active_j=0.2, idle_j=0.0))
+    assert m.energy.value(**LABELS, kind="active") == pytest.approx(0.3)
+    assert m.energy.value(**LABELS, kind="idle") == pytest.approx(0.4)
+    assert m.carbon.value(**LABELS) == pytest.approx(1e-5)  # the unknown one adds nothing, not 0 g
+    assert m.carbon_unknown.value(**LABELS) == 1 and m.requests.value(**LABELS) == 2
 
 
 def test_sliding_window_joules_per_1k_requests():

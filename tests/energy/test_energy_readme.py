@@ -21,6 +21,10 @@ def test_readme_python_blocks_run():
     with contextlib.redirect_stdout(out):
         for block in blocks:
             exec(compile(block, str(README), "exec"), {})
-    method, measured, energy, _, carbon, _ = out.getvalue().split()
+    first, second = out.getvalue().splitlines()
+    method, measured, energy, _, carbon, _ = first.split()
     assert (method, measured) == ("cpu-time-model", "False")
     assert float(energy) > 0 and float(carbon) > 0
+    words = second.split()
+    active, idle = float(words[1]), float(words[words.index("idle") + 1])
+    assert abs(active + idle - float(energy)) < 1e-3 and active > 0  # the example's loop burned CPU

@@ -1,4 +1,5 @@
-"""`wattgate serve` runs in the foreground and stops cleanly on SIGTERM, leaving no Ray process behind."""
+"""`wattgate serve` runs in the foreground and stops cleanly on SIGTERM, leaving no Ray process behind
+and every answered request in the ledger."""
 
 from __future__ import annotations
 
@@ -45,8 +46,20 @@ def test_serve_answers_then_stops_cleanly(digits_repository, tmp_path, sig):
             pytest.fail("wattgate serve never became ready")
         family = {p.pid for p in psutil.Process(proc.pid).children(recursive=True)}
         assert family, "Ray should have started child processes"
+        answered = set()
+        for i in range(25):
+            body = {"id": f"before-stop-{i}", "inputs": [{"name": "pixels", "datatype": "FP32", "shape": [1, 64], "data": [float(i)] * 64}]}
+            r = httpx.post(f"http://127.0.0.1:{port}/v2/models/digits/infer", json=body, timeout=30)
+            assert r.status_code == 200 and r.headers["x-request-id"] == r.json()["id"] == f"before-stop-{i}"
+            answered.add(r.json()["id"])
         proc.send_signal(sig)
         assert proc.wait(timeout=60) == 0
+        from energy.ledger import EnergyLedger
+
+        with EnergyLedger(tmp_path / "var" / "ledger.sqlite", background=False) as ledger:
+            assert answered <= {r.request_id for r in ledger.records(limit=None)}  # none lost to the stop
+            startup = {a["kind"]: a["energy_j"] for a in ledger.accounts()}
+            assert startup.get("startup", 0) > 0  # model load and Serve's start, charged to no request
         time.sleep(2)
         alive = [p for p in map(_maybe, family) if p is not None and p.status() != psutil.STATUS_ZOMBIE]
         assert not alive, [(p.pid, p.name()) for p in alive]

@@ -77,10 +77,14 @@ def test_concurrent_requests_share_batches_and_each_gets_its_own_rows(make_plane
 
 def test_energy_charged_to_requests_is_what_the_meter_metered(make_plane, pixels):
     plane = make_plane(cache={"enabled": False})
-    total = sum(_infer(plane, pixels[i : i + 2])["parameters"]["energy_j"] for i in range(0, 20, 2))
-    books = plane.metrics_sink.attributor.totals()
-    assert books.attributed_j == pytest.approx(total, rel=1e-9)
-    assert books.metered_j == pytest.approx(books.attributed_j + books.written_off_j + books.pending_j, rel=1e-9)
+    params = [_infer(plane, pixels[i : i + 2])["parameters"] for i in range(0, 20, 2)]
+    books = plane.attributor.totals()
+    assert books.attributed_j == pytest.approx(sum(p["energy_j"] for p in params), rel=1e-9)
+    assert books.active_j == pytest.approx(sum(p["energy_active_j"] for p in params), rel=1e-9)
+    # Conservation, extended: active + idle + start-up + written off + pending = metered.
+    assert books.metered_j == pytest.approx(
+        books.active_j + books.idle_j + books.startup_j + books.written_off_j + books.pending_j, rel=1e-9)
+    assert books.startup_j > 0  # loading the model, booked before the first request and never charged to it
 
 
 @pytest.mark.parametrize("body,error", [
@@ -107,3 +111,62 @@ def test_client_region_and_slo_reach_the_router(make_plane, pixels):
     # latency-first picks the pool nearest the client: RTTs in local-topology.yaml make it the client's region.
     for region, pool in (("FR", "fr-x86"), ("DE", "de-x86"), ("GB", "gb-arm")):
         assert _infer(plane, pixels[:1], {"x-client-region": region})["parameters"]["pool"] == pool
+
+
+def test_a_lone_request_after_idle_time_reports_that_time_as_idle_not_active(make_plane, pixels):
+    import time
+
+    plane = make_plane(cache={"enabled": False})
+    _infer(plane, pixels[:1])
+    time.sleep(0.5)
+    p = _infer(plane, pixels[1:2])["parameters"]
+    # 0.5 s of the reserved half vCPU's static power (0.74 W x 0.5) is idle; the run itself is tiny.
+    assert p["energy_idle_j"] >= 0.74 * 0.5 * 0.5
+    assert p["energy_active_j"] < p["energy_idle_j"]
+
+
+def test_cache_hits_pay_a_positive_cost_from_the_same_books(make_plane, pixels):
+    plane = make_plane()
+    miss = _infer(plane, pixels[:1])["parameters"]
+    hits = [_infer(plane, pixels[:1])["parameters"] for _ in range(20)]
+    assert miss["cache"] == "miss" and {h["cache"] for h in hits} == {"hit"}
+    assert all(h["energy_j"] > 0 and h["carbon_g"] > 0 for h in hits)
+    books = plane.attributor.totals()
+    total = miss["energy_j"] + sum(h["energy_j"] for h in hits)
+    assert books.attributed_j == pytest.approx(total, rel=1e-9)  # a hit's CPU is in the books once
+
+
+def test_a_region_without_an_intensity_reading_has_unknown_carbon_not_zero(make_plane, pixels):
+    # The static table knows FR and DE only; GB has no reading and no fallback.
+    plane = make_plane(cache={"enabled": False}, routing={"policy": "latency-first"},
+                       intensity={"provider": "static", "static": {"table": {"FR": 56.0, "DE": 380.0}}})
+    p = _infer(plane, pixels[:1], {"x-client-region": "GB"})["parameters"]
+    assert p["pool"] == "gb-arm"  # latency-first still serves the nearest pool
+    assert (p["carbon_g"], p["carbon_known"], p["intensity_source"]) == (None, False, "none")
+    assert p["intensity_g_per_kwh"] is None and p["embodied_g"] > 0
+    lowest = make_plane(cache={"enabled": False}, routing={"policy": "lowest-carbon"},
+                        intensity={"provider": "static", "static": {"table": {"FR": 500.0, "DE": 600.0}}})
+    # Unknown is not 0 g/kWh: lowest-carbon never prefers GB for its missing reading.
+    assert {_infer(lowest, pixels[i : i + 1], {"x-client-region": "GB"})["parameters"]["pool"] for i in range(5)} == {"fr-x86"}
+
+
+def test_logical_pools_say_what_hardware_their_energy_came_from(make_plane, pixels):
+    plane = make_plane(cache={"enabled": False}, routing={"policy": "latency-first"})
+    p = _infer(plane, pixels[:1], {"x-client-region": "GB"})["parameters"]
+    assert p["pool"] == "gb-arm" and p["hardware"] == "x86" and p["emulates"] == "arm"
+    assert p["energy_profile"] == "aws-x86"
+
+
+def test_the_response_id_header_and_ledger_row_share_one_id(make_plane, pixels, tmp_path):
+    plane = make_plane(cache={"enabled": False})
+    for sent, headers in ((None, {}), ("client-42", {}), (None, {"x-request-id": "from-header"})):
+        doc = {"inputs": [{"name": "pixels", "datatype": "FP32", "shape": [1, 64], "data": [0.0] * 64}]}
+        if sent:
+            doc["id"] = sent
+        body, out_headers = asyncio.run(plane.dataplane.infer("digits", None, json.dumps(doc).encode(), headers))
+        got = json.loads(body)
+        assert got["id"] == out_headers["x-request-id"] == got["parameters"]["request_id"]
+        assert got["id"] == (sent or headers.get("x-request-id") or got["id"])
+    plane.ledger_sink.ledger.flush()
+    ids = {r.request_id for r in plane.ledger_sink.ledger.records(limit=None)}
+    assert {"client-42", "from-header"} <= ids

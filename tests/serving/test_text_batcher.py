@@ -39,10 +39,21 @@ class MeanRuntime:
         return {"mean": mean.astype(np.float32)}
 
 
-def charge(units):
-    total = sum(units)
-    # each row's share of one joule per batch
-    return [RequestEnergy(u / total, u / total, 0.0, "test", False, len(units), u / total) for u in units]
+class OneJoulePerBatch:
+    """Charges each batch one joule, split by work units (the attributor's interface)."""
+
+    def begin_batch(self):
+        return None
+
+    def owns(self, token):
+        return False
+
+    def charge_batch(self, units, token=None):
+        total = sum(units)
+        return [RequestEnergy(u / total, u / total, 0.0, "test", False, len(units), u / total) for u in units]
+
+
+charge = OneJoulePerBatch()
 
 
 def make(runtime, max_batch_size=32, pad=0.0, concurrent=1):
