@@ -26,11 +26,9 @@ import dataclasses
 import itertools
 import os
 import threading
-import time
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Sequence
 
-from energy.coefficients import HardwareProfile
 from energy.meters.base import EnergyMeter, EnergyReading
 
 
@@ -242,40 +240,3 @@ def combine_energy(parts: Sequence[RequestEnergy]) -> RequestEnergy:
         work_share=sum(p.work_share for p in parts),
         batch_size=max(p.batch_size for p in parts),
     )
-
-
-def cache_hit_energy(cpu_s: float, profile: HardwareProfile) -> RequestEnergy:
-    """A cache hit's own modelled cost: its CPU-seconds at one busy vCPU's full power (CCF max watts).
-
-    Charged outside every model's pool: a hit never ran the model, so it takes none of its energy.
-    """
-    if cpu_s < 0:
-        raise ValueError("cpu_s must be >= 0")
-    if profile.unit != "vcpu":
-        raise ValueError(f"cache hits are charged with a per-vCPU profile, got {profile.name}")
-    energy_j = cpu_s * profile.max_power_w
-    return RequestEnergy(
-        energy_j=energy_j,
-        active_j=energy_j,
-        idle_j=0.0,
-        method="cpu-time-model",
-        measured=False,
-        batch_size=1,
-        work_share=1.0,
-        reserved_s=cpu_s,
-    )
-
-
-class CpuTimer:
-    """Times CPU-seconds of a code span (the thread's own, by default), for :func:`cache_hit_energy`."""
-
-    def __init__(self, cpu_seconds: Callable[[], float] = time.thread_time) -> None:
-        self._cpu_seconds = cpu_seconds
-        self.cpu_s = 0.0
-
-    def __enter__(self) -> "CpuTimer":
-        self._t0 = self._cpu_seconds()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.cpu_s = max(0.0, self._cpu_seconds() - self._t0)

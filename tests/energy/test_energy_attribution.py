@@ -8,7 +8,7 @@ import threading
 import pytest
 from energy_fakes import FakeClock, FakeGpu, ScriptedMeter, fake_nvml
 
-from energy.attribution import CpuTimer, EnergyAttributor, cache_hit_energy
+from energy.attribution import EnergyAttributor
 from energy.coefficients import get_profile
 from energy.meters import CpuTimeModelMeter, NvmlMeter
 
@@ -148,24 +148,25 @@ def test_nvml_attribution_conserves_against_a_100ms_counter():
     assert per_request == pytest.approx(attr.totals().metered_j, rel=1e-9)
 
 
-def test_cache_hits_are_charged_their_own_cpu_time_outside_the_pool():
-    clock, cpu, meter, attr = cpu_setup()
+def test_a_cache_hit_is_charged_from_the_same_books_its_own_cpu_once():
+    clock, cpu, meter, attr = cpu_setup(vcpus=1.0)
     clock.advance(1.0)
-    before = attr.totals()
-    hit = cache_hit_energy(0.002, get_profile("aws-x86"))
-    assert hit.energy_j == pytest.approx(0.002 * 3.5)
-    assert (hit.method, hit.measured, hit.batch_size, hit.idle_j) == ("cpu-time-model", False, 1, 0.0)
-    after = attr.totals()
-    assert after.attributed_j == before.attributed_j and after.requests == before.requests
+    arrival = attr.begin_batch()  # the hit's request arrives
+    clock.advance(0.001)
+    cpu.value += 0.002  # its own work: the cache lookup, decoding the value
+    (hit,) = attr.charge_batch([1], arrival)
+    assert hit.active_j == pytest.approx(2.76 * 0.002)  # counted once, here, not again in the next batch
+    assert hit.idle_j == pytest.approx(0.74 * 1.001)
+    t = attr.totals()
+    assert t.attributed_j == pytest.approx(hit.energy_j) and t.pending_j == pytest.approx(0.0)
+
+
+def test_a_token_from_another_attributor_is_refused():
+    _, _, _, attr = cpu_setup()
+    _, _, _, other = cpu_setup()
     with pytest.raises(ValueError):
-        cache_hit_energy(0.001, get_profile("nvidia-a100"))
-
-
-def test_cpu_timer_measures_the_span():
-    ticks = iter([10.0, 10.004])
-    with CpuTimer(lambda: next(ticks)) as t:
-        pass
-    assert t.cpu_s == pytest.approx(0.004)
+        attr.charge_batch([1], other.begin_batch())
+    assert not attr.owns(other.begin_batch()) and attr.owns(attr.begin_batch())
 
 
 def test_start_up_is_its_own_account_and_never_a_requests():
