@@ -7,12 +7,12 @@ response reports is then final, and energy is conserved exactly:
 
     metered == active + idle + start-up + written_off + pending
 
-Each charge is split in two. ``active_j`` is what the batch's own work added: the dynamic energy
-(above the device's static or idle-baseline power, ``EnergyReading.static_j``) between the token
-from :meth:`EnergyAttributor.begin_batch` (taken when its first request arrived, or right before
-it runs) and the charge. ``idle_j`` is the rest of the period: static
-power since the previous charge, plus the process's background work between batches. Without a
-token, every dynamic joule since the previous charge counts as active.
+Each charge is split in two. ``active_j`` is the request work: the dynamic energy (above the device's
+static or idle-baseline power, ``EnergyReading.static_j``) metered while the process had requests in
+hand (:meth:`EnergyAttributor.request_started` / ``request_finished``). ``idle_j`` is the rest of the
+period: static power since the previous charge, plus background work while no request was in hand.
+A caller that reports no requests gets the dynamic energy since the batch's token (or since the
+previous charge, without one) as active.
 
 ``start-up`` is what was metered before the replica was ready (model load, warm-up, the serving
 framework's own start): :meth:`EnergyAttributor.end_startup` books it, once, when the replica is
@@ -105,6 +105,12 @@ class EnergyAttributor:
         self._written_off_j = 0.0
         self._startup_j = 0.0
         self._starting = True
+        # Requests in hand, and the dynamic energy metered while there were none (the process's own
+        # background work): idle, not any request's run. Tracked once a caller reports requests.
+        self._tracking = False
+        self._in_flight = 0
+        self._quiet_since: EnergyReading | None = first
+        self._background_j = 0.0
         self._requests = 0
         self._batches = 0
         self._ids = itertools.count(1)
@@ -133,14 +139,40 @@ class EnergyAttributor:
             now = self._meter.read()
             startup_j = max(0.0, now.energy_j - self._charged_reading.energy_j)
             self._startup_j += startup_j
+            self._background_j = 0.0  # start-up took it all
+            self._quiet_since = now if self._in_flight == 0 else None
             self._charged_reading = now
             return startup_j
+
+    def request_started(self) -> None:
+        """A request is in hand: the process's dynamic energy counts as request work (active) from
+        now until no request is left. Pair with :meth:`request_finished`."""
+        with self._lock:
+            self._tracking = True
+            if self._in_flight == 0:
+                self._fold_quiet(self._meter.read())
+                self._quiet_since = None
+            self._in_flight += 1
+
+    def request_finished(self) -> None:
+        with self._lock:
+            self._in_flight = max(0, self._in_flight - 1)
+            if self._in_flight == 0:
+                self._quiet_since = self._meter.read()
+
+    def _fold_quiet(self, now: EnergyReading) -> None:
+        # Caller holds the lock: the dynamic energy of a quiet span so far is background, not a run's.
+        if self._quiet_since is not None:
+            self._background_j += max(0.0, _dynamic_j(now) - _dynamic_j(self._quiet_since))
+            self._quiet_since = now
 
     def charge_batch(self, work_units: Sequence[float], token: BatchToken | None = None) -> list[RequestEnergy]:
         """Charge everything metered since the previous charge to this batch, split by ``work_units``.
 
-        With concurrent batches the active/idle split is approximate (one batch's active span may
-        overlap another's); the total is exact either way.
+        Once requests are reported (:meth:`request_started`), active is the dynamic energy metered
+        while requests were in hand; otherwise the dynamic energy since ``token`` (or since the
+        previous charge, without one). With concurrent batches the split between batches is
+        approximate; the total is exact either way.
         """
         if len(work_units) == 0:
             return []
@@ -153,7 +185,12 @@ class EnergyAttributor:
             last = self._charged_reading
             pool_j = max(0.0, now.energy_j - last.energy_j)
             period_s = max(0.0, now.timestamp_s - last.timestamp_s)
-            if token is None:
+            if self._tracking:
+                if self._in_flight == 0:
+                    self._fold_quiet(now)
+                dynamic_j = pool_j - (now.static_j - last.static_j) - self._background_j
+                self._background_j = 0.0
+            elif token is None:
                 dynamic_j = pool_j - (now.static_j - last.static_j)
             else:
                 start = token.reading if token.reading.energy_j >= last.energy_j else last
@@ -240,3 +277,7 @@ def combine_energy(parts: Sequence[RequestEnergy]) -> RequestEnergy:
         work_share=sum(p.work_share for p in parts),
         batch_size=max(p.batch_size for p in parts),
     )
+
+
+def _dynamic_j(reading: EnergyReading) -> float:
+    return reading.energy_j - reading.static_j

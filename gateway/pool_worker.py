@@ -30,7 +30,11 @@ class PoolWorker:
         self.node_id = ray.get_runtime_context().get_node_id()
 
     async def infer(self, job: PoolJob) -> WorkResult:
-        result = await self.host.run(job)
+        self.attributor.request_started()
+        try:
+            result = await self.host.run(job)
+        finally:
+            self.attributor.request_finished()
         return dataclasses.replace(result, node_id=self.node_id)
 
 

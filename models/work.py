@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from energy.attribution import BatchToken, RequestEnergy
+from energy.attribution import RequestEnergy
 
 
 @dataclass(frozen=True)
@@ -19,7 +19,6 @@ class WorkItem:
     inputs: dict[str, np.ndarray]
     rows: int
     work_units: float  # rows, or tokens for text: the share of the batch's energy this item pays
-    arrival: BatchToken | None = None  # taken when the request arrived: its batch's active energy starts there
 
 
 @dataclass(frozen=True)
@@ -27,7 +26,6 @@ class TextWorkItem:
     """A text request: one unpadded [1, tokens] array dict per sentence."""
 
     rows: list[dict[str, np.ndarray]]
-    arrival: BatchToken | None = None
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Protocol, Sequence
 
 from cache.avoided import AvoidedEnergy
-from energy.attribution import BatchToken, EnergyAttributor, RequestEnergy
+from energy.attribution import EnergyAttributor, RequestEnergy
 from energy.carbon import CarbonBreakdown, embodied_g, operational_g, sci_for_request
 from energy.ledger import EnergyLedger, LedgerRecord
 from energy.metrics import EnergyMetrics
@@ -27,8 +27,7 @@ from routing.pools import PoolInfo
 @dataclass(frozen=True)
 class ServedRequest:
     """What the data plane knows once a request is answered. ``execution`` is None when the
-    request ran no model (a cache hit, or a follower of an identical request in flight).
-    ``arrival`` marks where the request's own work began on this replica's meter."""
+    request ran no model (a cache hit, or a follower of an identical request in flight)."""
 
     card: ModelCard
     route: Route
@@ -37,7 +36,6 @@ class ServedRequest:
     latency_ms: float
     request_id: str
     rows: int
-    arrival: BatchToken | None = None
 
 
 @dataclass(frozen=True)
@@ -136,9 +134,12 @@ class RequestAccountant:
         self.sinks = tuple(sinks)
         self.signal_type = signal_type
 
-    def arrival(self) -> BatchToken:
-        """Where a request's own work begins: its batch's, or (a hit) its own, active energy counts from here."""
-        return self.attributor.begin_batch()
+    def request_started(self) -> None:
+        """The process's dynamic energy is request work while any request is in hand (else idle)."""
+        self.attributor.request_started()
+
+    def request_finished(self) -> None:
+        self.attributor.request_finished()
 
     def energy(self, served: ServedRequest) -> tuple[RequestEnergy, int]:
         """What this request is charged, and the batch size it ran in (0: it ran no model)."""
@@ -147,7 +148,7 @@ class RequestAccountant:
             return result.energy, result.batch_rows
         # A hit is served by this replica: it pays its own run and its share of idle power, from the
         # same meter and books as every batch, so no joule is counted twice or left out.
-        (energy,) = self.attributor.charge_batch([max(served.rows, 1)], served.arrival)
+        (energy,) = self.attributor.charge_batch([max(served.rows, 1)])
         return energy, 0
 
     def account(self, served: ServedRequest) -> AccountedRequest:

@@ -22,20 +22,11 @@ from wattgate.errors import WattgateError
 
 class BatchEnergy(Protocol):
     """What a batch is charged (``energy.attribution.EnergyAttributor``): take a token right before it
-    runs, then charge its requests by work units; the token separates the run's active energy."""
+    runs, then charge its requests by work units."""
 
     def begin_batch(self) -> BatchToken: ...
 
-    def owns(self, token: BatchToken | None) -> bool: ...
-
     def charge_batch(self, work_units: Sequence[float], token: BatchToken | None = None) -> list[RequestEnergy]: ...
-
-
-def batch_token(energy: BatchEnergy, arrivals: Sequence[BatchToken | None]) -> BatchToken:
-    """Where a batch's work began: its earliest request's arrival on this meter, else now (a request
-    that came from another process carries a token of that process's meter)."""
-    own = [t for t in arrivals if energy.owns(t)]
-    return min(own, key=lambda t: t.reading.timestamp_s) if own else energy.begin_batch()
 
 
 class Batcher(Protocol):
@@ -86,7 +77,7 @@ class TensorBatchRunner:
 
     async def _run(self, items: list[WorkItem]) -> list[WorkResult]:
         merged, rows = merge_rows([i.inputs for i in items])
-        token = batch_token(self._energy, [i.arrival for i in items])
+        token = self._energy.begin_batch()
         if self._executor is None:
             outputs = self.runtime.run(merged)
         else:

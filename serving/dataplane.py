@@ -18,7 +18,6 @@ import numpy as np
 
 from cache.keys import cache_key
 from cache.service import CacheOutcome
-from energy.attribution import BatchToken
 from models.work import TextWorkItem, WorkItem
 from routing.live import ClientContext, Execution, Router
 from routing.pools import PoolJob
@@ -111,6 +110,14 @@ class DataPlane:
 
     # -- inference ---------------------------------------------------------------------------
     async def infer(self, name: str, version: str | None, body: bytes, headers: dict[str, str]) -> tuple[bytes, dict[str, str]]:
+        # While a request is in hand, the replica's dynamic energy is request work; between requests it is idle.
+        self.accountant.request_started()
+        try:
+            return await self._infer(name, version, body, headers)
+        finally:
+            self.accountant.request_finished()
+
+    async def _infer(self, name: str, version: str | None, body: bytes, headers: dict[str, str]) -> tuple[bytes, dict[str, str]]:
         started = time.perf_counter()
         loaded = self.host.resolve(name, version)  # unknown model: 404 before reading the body
         limit = self.settings.server.max_request_bytes
@@ -133,11 +140,9 @@ class DataPlane:
         route = self.router.route(card, wanted_variant, loaded.variants, context)
         output_names = [o.name for o in requested]
 
-        arrival = self.accountant.arrival()  # this request's own work is metered from here
-
         async def compute() -> tuple[list[Tensor], Execution]:
             # Built here, not before the cache: a hit never tokenises text.
-            item = self._work_item(loaded, route.variant, request.inputs, arrival)
+            item = self._work_item(loaded, route.variant, request.inputs)
             job = PoolJob(card.name, card.version, route.variant, item, loaded.output_names)
             execution = await self.router.execute(route, job)
             outputs = [Tensor.from_numpy(n, np.asarray(execution.result.outputs[n])) for n in output_names]
@@ -155,7 +160,6 @@ class DataPlane:
         served = ServedRequest(
             card=card, route=route, execution=execution, cache_status=cache_status,
             latency_ms=(time.perf_counter() - started) * 1000, request_id=request_id, rows=request.rows,
-            arrival=arrival,
         )
         params = self.accountant.account(served).parameters()
         # One id joins the response body, its X-Request-Id header and the ledger row.
@@ -165,13 +169,13 @@ class DataPlane:
         return body, out_headers
 
     @staticmethod
-    def _work_item(loaded: LoadedVersion, variant: str, inputs: list[Tensor], arrival: BatchToken) -> WorkItem | TextWorkItem:
+    def _work_item(loaded: LoadedVersion, variant: str, inputs: list[Tensor]) -> WorkItem | TextWorkItem:
         pre = loaded.preprocessors.get(variant)
         if pre is not None:
-            return TextWorkItem(pre.rows(inputs), arrival)
+            return TextWorkItem(pre.rows(inputs))
         arrays = {t.name: t.data for t in inputs}
         rows = inputs[0].shape[0] if inputs[0].shape else 1
-        return WorkItem(arrays, rows, float(rows), arrival)
+        return WorkItem(arrays, rows, float(rows))
 
 
 def _client_request_id(headers: dict[str, str]) -> str | None:

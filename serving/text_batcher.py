@@ -24,18 +24,17 @@ from energy.attribution import combine_energy
 from models.batching import pad_text_batch, split_rows
 from models.runtime import Runtime
 from models.work import TextWorkItem, WorkResult
-from serving.batching import BatchEnergy, batch_token, run_isolated
+from serving.batching import BatchEnergy, run_isolated
 
 
 class _Row:
-    __slots__ = ("tokens", "inputs", "future", "taken", "arrival")
+    __slots__ = ("tokens", "inputs", "future", "taken")
 
-    def __init__(self, tokens: int, inputs: dict[str, np.ndarray], future: asyncio.Future, arrival=None) -> None:
+    def __init__(self, tokens: int, inputs: dict[str, np.ndarray], future: asyncio.Future) -> None:
         self.tokens = tokens
         self.inputs = inputs
         self.future = future
         self.taken = False
-        self.arrival = arrival
 
     @property
     def live(self) -> bool:
@@ -123,7 +122,7 @@ class LengthGroupedBatcher:
 
     async def infer(self, item: TextWorkItem) -> WorkResult:
         loop = asyncio.get_running_loop()
-        rows = [_Row(int(r["input_ids"].shape[1]), r, loop.create_future(), item.arrival) for r in item.rows]
+        rows = [_Row(int(r["input_ids"].shape[1]), r, loop.create_future()) for r in item.rows]
         for r in rows:
             self._queue.push(r)
         self._start_batches()
@@ -167,7 +166,7 @@ class LengthGroupedBatcher:
 
     async def _run(self, group: list[_Row]) -> list[WorkResult]:
         merged, sizes = pad_text_batch([r.inputs for r in group])
-        token = batch_token(self._energy, [r.arrival for r in group])
+        token = self._energy.begin_batch()
         outputs = await asyncio.get_running_loop().run_in_executor(self._executor, self.runtime.run, merged)
         energies = self._energy.charge_batch([float(r.tokens) for r in group], token)  # tokens: each sentence's share
         n = len(group)

@@ -195,3 +195,25 @@ def test_background_work_between_batches_is_idle_not_active():
     (r,) = attr.charge_batch([1], token)
     assert r.active_j == pytest.approx(2.76 * 0.001)
     assert r.idle_j == pytest.approx(0.74 + 2.76 * 0.2)
+
+
+def test_with_requests_reported_active_is_the_work_done_while_requests_were_in_hand():
+    clock, cpu, meter, attr = cpu_setup(vcpus=1.0)
+    clock.advance(1.0)
+    cpu.value += 0.1  # background while no request was in hand: idle
+    attr.request_started()
+    cpu.value += 0.004  # parsing, routing, queueing: request work
+    token = attr.begin_batch()
+    cpu.value += 0.001  # the run
+    (r,) = attr.charge_batch([1], token)
+    cpu.value += 0.002  # accounting and encoding after the charge: still request work, for the next charge
+    attr.request_finished()
+    clock.advance(1.0)
+    cpu.value += 0.05  # background again
+    assert r.active_j == pytest.approx(2.76 * 0.005)
+    assert r.idle_j == pytest.approx(0.74 * 1.0 + 2.76 * 0.1)
+    attr.request_started()
+    (hit,) = attr.charge_batch([1])
+    attr.request_finished()
+    assert hit.active_j == pytest.approx(2.76 * 0.002)
+    assert hit.idle_j == pytest.approx(0.74 * 1.0 + 2.76 * 0.05)

@@ -33,9 +33,6 @@ class OneJoulePerBatch:
     def begin_batch(self):
         return None
 
-    def owns(self, token):
-        return False
-
     def charge_batch(self, units, token=None):
         total = sum(units)
         return [RequestEnergy(u / total, u / total, 0.0, "test", False, len(units), u / total) for u in units]
