@@ -9,6 +9,7 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import logging
+import math
 import re
 from urllib.parse import unquote
 from typing import Awaitable, Callable
@@ -25,7 +26,11 @@ _MODEL = rf"/v2/models/{_SEG}(?:/versions/{_SEG})?"
 
 
 def error_response(exc: WattgateError) -> Response:
-    return _json(exc.status_code, exc.to_dict())
+    status, headers, body = _json(exc.status_code, exc.to_dict())
+    retry_after_s = getattr(exc, "retry_after_s", None)  # shed under overload: when to come back
+    if retry_after_s is not None:
+        headers["retry-after"] = str(max(1, math.ceil(retry_after_s)))
+    return status, headers, body
 
 
 def is_loopback(host: str | None) -> bool:

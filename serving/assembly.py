@@ -190,7 +190,7 @@ def build_data_plane(
     host.load_startup()  # start-up energy until mark_ready(): never a request's
     if avoided is not None:
         _profiled_active_energy(host, avoided, attributor)
-    dataplane = DataPlane(settings, host, router, accountant, cache=cache)
+    dataplane = DataPlane(settings, host, router, accountant, cache=cache, metrics=metrics)
     return DataPlaneParts(settings, host, dataplane, attributor, metrics, metrics_sink, ledger_sink, cache, provider,
                           intensity, router, control)
 

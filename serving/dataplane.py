@@ -33,7 +33,8 @@ from serving.protocol import (
     validate_inputs,
 )
 from wattgate import __version__
-from wattgate.errors import BadRequest, PayloadTooLarge
+from wattgate.errors import BadRequest, PayloadTooLarge, WattgateError
+from wattgate.metrics import MetricsRegistry
 from wattgate.settings import Settings
 from wattgate.tensors import Tensor
 
@@ -50,12 +51,15 @@ class Cache(Protocol):
 
 class DataPlane:
     def __init__(self, settings: Settings, host: ModelHost, router: Router, accountant: RequestAccountant,
-                 cache: Cache | None = None) -> None:
+                 cache: Cache | None = None, metrics: MetricsRegistry | None = None) -> None:
         self.settings = settings
         self.host = host
         self.router = router
         self.accountant = accountant
         self.cache = cache
+        self._shed = (metrics or MetricsRegistry()).counter(
+            "wattgate_shed_requests_total", "Requests answered 503 + Retry-After: every pool was past its bound", ("model",)
+        )
         self._config_id = settings.fingerprint()
         # Request ids unique per replica without a uuid4 (os.urandom) per request.
         self._id_prefix = uuid.uuid4().hex[:12]
@@ -114,6 +118,10 @@ class DataPlane:
         self.accountant.request_started()
         try:
             return await self._infer(name, version, body, headers)
+        except WattgateError as exc:
+            if getattr(exc, "retry_after_s", None) is not None:  # shed: every pool past its bound
+                self._shed.inc(model=name)
+            raise
         finally:
             self.accountant.request_finished()
 
