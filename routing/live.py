@@ -26,7 +26,8 @@ from routing.control import RoutingControl
 from routing.intensity.snapshot import IntensitySnapshot
 from routing.policies import RouteRequest
 from routing.pools import PoolExecutor, PoolInfo, PoolJob
-from routing.split import BudgetTracker, PoolLoad, RouterCore, SplitEntry
+from routing.observed import BudgetTracker, PoolLoad
+from routing.split import RouterCore, SplitEntry
 from routing.topology import Topology
 from wattgate.errors import DependencyError, Unavailable
 

@@ -31,14 +31,15 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Mapping, Protocol
+from typing import Mapping
 
-from routing.candidates import BudgetState, PoolState, RouteDecision, RouteRequest, RoutingState
+from routing.candidates import PoolState, RouteDecision, RouteRequest, RoutingState
 from routing.control import RoutingControl
+from routing.observed import BudgetTracker, IntensityView, PoolLoad
 from routing.topology import Topology
 from wattgate.errors import BadRequest, Overloaded, Unavailable
 
-__all__ = ["BudgetTracker", "IntensityView", "PoolLoad", "RouterCore", "SplitEntry"]
+__all__ = ["RouterCore", "SplitEntry"]
 
 # A class's rate never enters a plan below this (a policy needs rate_rps > 0).
 MIN_RATE_RPS = 1e-3
@@ -47,68 +48,6 @@ CLASS_IDLE_TAUS = 12.0
 MAX_CLASSES = 1024
 # A slice that spills to another pool than the class's previous slice is placed in this many parts.
 REFINE = 4
-
-
-class IntensityView(Protocol):
-    """What the core reads of grid intensity: :class:`routing.intensity.snapshot.IntensitySnapshot`."""
-
-    generation: int
-
-    def get(self, region: str) -> tuple[float, str, bool]: ...
-
-
-@dataclass
-class PoolLoad:
-    """Arrival rate (EWMA over ~``tau_s``), requests in flight and failures, as this process sees them."""
-
-    tau_s: float = 5.0
-    rate_rps: float = 0.0
-    last_s: float = 0.0
-    in_flight: int = 0
-    failures: int = 0
-    down_until_s: float = 0.0
-
-    def arrive(self, n: float, now: float) -> None:
-        dt = max(now - self.last_s, 1e-6)
-        self.rate_rps = self.rate_rps * math.exp(-dt / self.tau_s) + n / self.tau_s
-        self.last_s = now
-
-    def current_rps(self, now: float) -> float:
-        return self.rate_rps * math.exp(-max(now - self.last_s, 0.0) / self.tau_s)
-
-
-class BudgetTracker:
-    """Carbon spent per model and per tenant in the current period, for the carbon-budget policy.
-
-    Periods start at ``start_s`` (default: the first charge) and roll over every ``period_s``.
-    """
-
-    def __init__(self, budgets_g: Mapping[str, float], period_s: float, tenants_g: Mapping[str, float] | None = None,
-                 start_s: float | None = None) -> None:
-        if not period_s > 0:
-            raise BadRequest(f"budget period must be > 0 s, got {period_s}")
-        self.budgets_g = dict(budgets_g)
-        self.tenants_g = dict(tenants_g or {})
-        self.period_s = period_s
-        self._start = start_s
-        self.spent_g: dict[str, float] = {}
-        self.tenant_spent_g: dict[str, float] = {}
-
-    def add(self, model: str, carbon_g: float, now: float, tenant: str | None = None) -> None:
-        if self._start is None:
-            self._start = now
-        if now - self._start >= self.period_s:
-            self._start += self.period_s * math.floor((now - self._start) / self.period_s)
-            self.spent_g, self.tenant_spent_g = {}, {}
-        self.spent_g[model] = self.spent_g.get(model, 0.0) + carbon_g
-        if tenant is not None:
-            self.tenant_spent_g[tenant] = self.tenant_spent_g.get(tenant, 0.0) + carbon_g
-
-    def states(self) -> dict[str, BudgetState]:
-        return {m: BudgetState(self.spent_g.get(m, 0.0), b) for m, b in self.budgets_g.items()}
-
-    def tenant_states(self) -> dict[str, BudgetState]:
-        return {t: BudgetState(self.tenant_spent_g.get(t, 0.0), b) for t, b in self.tenants_g.items()}
 
 
 @dataclass(frozen=True)
@@ -187,6 +126,9 @@ class RouterCore:
         }
         self._classes: dict[RouteRequest, _Class] = {}
         self._hard_key: tuple = ()
+        # Health as the plan saw it changes when a pool is marked down, or when the earliest mark expires.
+        self._health_epoch = 0
+        self._recover_at = math.inf
         self._soft_key: tuple = ()
         self._planned_at = -math.inf
         self._checked_at = -math.inf
@@ -208,13 +150,19 @@ class RouterCore:
         """A pool that fails is skipped for a while (1, 2, 4, ... up to 30 s)."""
         load = self.load[pool]
         load.failures += 1
-        load.down_until_s = now + min(30.0, 2.0 ** min(load.failures, 5))
+        self._set_down(pool, now + min(30.0, 2.0 ** min(load.failures, 5)))
 
     def succeeded(self, pool: str) -> None:
         self.load[pool].failures = 0
 
     def mark_down(self, pool: str, until_s: float) -> None:
-        self.load[pool].down_until_s = until_s
+        self._set_down(pool, until_s)
+
+    def _set_down(self, pool: str, until_s: float) -> None:
+        if self.load[pool].down_until_s != until_s:
+            self.load[pool].down_until_s = until_s
+            self._health_epoch += 1
+            self._recover_at = min(self._recover_at, until_s)
 
     def healthy(self, pool: str, now: float) -> bool:
         return now >= self.load[pool].down_until_s
@@ -267,7 +215,11 @@ class RouterCore:
         return cls
 
     def _hard(self, now: float) -> tuple:
-        return (self.control.version, self.intensity.generation, tuple(now >= lo.down_until_s for lo in self.load.values()))
+        if now >= self._recover_at:  # a pool's down time ran out: health changed
+            self._health_epoch += 1
+            later = [lo.down_until_s for lo in self.load.values() if lo.down_until_s > now]
+            self._recover_at = min(later, default=math.inf)
+        return (self.control.version, self.intensity.generation, self._health_epoch)
 
     def _backlog(self, pool: str, now: float) -> int:
         """Requests queued at the pool: in flight beyond those in service or transit, for all replicas."""
