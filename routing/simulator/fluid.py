@@ -1,29 +1,35 @@
-"""Run every policy of a scenario and the LP oracle; render the comparison as JSON or a table."""
+"""The fluid model (``simulation: fluid``): every policy as rates per step, and the SLO-capped LP oracle.
+
+This is the pre-issue-13 model, kept for comparison: latency is the policies' own M/M/c formula,
+idle power is charged only in steps where a pool carries traffic (provisioning is ignored), and a
+policy places ``slices_per_client`` slices per client and step. ``wattgate simulate`` defaults to
+the event simulator (``routing/simulator/events.py``), which measures instead.
+"""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from routing.intensity.traces import Trace
 from routing.policies import make_policy
 from routing.simulator.accounting import Outcome, account
 from routing.simulator.engine import replay, variants_of
 from routing.simulator.oracle import solve
-from routing.simulator.scenario import Prepared, Scenario, load_scenario, prepare
+from routing.simulator.scenario import Prepared
 
-__all__ = ["SimResult", "format_table", "simulate"]
+__all__ = ["FluidResult", "format_fluid", "simulate_fluid"]
 
 METHOD = (
-    "simulated: fluid model per time step, M/M/c queueing per pool, energy from each pool's curve "
-    "at its arrival rate, carbon = energy x PUE x replayed grid intensity"
+    "simulated: fluid model per time step, M/M/c queueing formula per pool (not measured), energy from each "
+    "pool's curve at its arrival rate with idle charged only while a pool carries traffic (provisioning "
+    "ignored), carbon = energy x PUE x replayed grid intensity"
 )
+BASELINE = "round-robin"
 
 
 @dataclass(frozen=True)
-class SimResult:
+class FluidResult:
     scenario: str
     meta: dict[str, Any]
     policies: dict[str, Outcome]
@@ -34,23 +40,42 @@ class SimResult:
     oracle_relaxed_steps: int
     oracle_binding_steps: int
 
+    simulation = "fluid"
+    baseline = BASELINE
+
     def vs_oracle(self, label: str) -> float:
         """Relative excess carbon over the oracle's lower bound (0.03 = 3 % above)."""
         return self.policies[label].carbon_g_per_request / self.oracle_bound_carbon_g_per_request - 1.0
 
-    def vs_baseline(self, label: str, baseline: str = "round-robin") -> float | None:
+    def oracle_reason(self, label: str) -> str:
+        """'' when the LP bound holds for this policy's routing, else why not."""
+        o = self.policies[label]
+        preferred = next(iter(o.share_by_variant))
+        other = [v for v, share in o.share_by_variant.items() if v != preferred and share > 0]
+        if other:
+            return f"served variant(s) {other}; the oracle serves {preferred} only"
+        if o.slo_attainment < 1.0:
+            return f"misses the M/M/c SLO in {1 - o.slo_attainment:.2%} of requests; the bound holds only where every cell meets it"
+        return ""
+
+    def vs_baseline(self, label: str, baseline: str = BASELINE) -> float | None:
         """Relative carbon change against ``baseline`` (-0.6 = 60 % less), if it ran."""
         if baseline not in self.policies:
             return None
         return self.policies[label].carbon_g_per_request / self.policies[baseline].carbon_g_per_request - 1.0
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"scenario": self.scenario, **self.meta, "method": METHOD, "policies": {}}
+        out: dict[str, Any] = {"scenario": self.scenario, "simulation": "fluid", **self.meta, "method": METHOD,
+                               "baseline": BASELINE, "policies": {}}
         for label, o in self.policies.items():
             entry = o.to_dict()
             entry["params"] = self.params[label]
-            entry["vs_oracle"] = self.vs_oracle(label)
-            entry["vs_round_robin"] = self.vs_baseline(label)
+            reason = self.oracle_reason(label)
+            entry["vs_oracle"] = "n/a" if reason else self.vs_oracle(label)
+            entry["oracle_comparable"] = not reason
+            if reason:
+                entry["oracle_not_comparable"] = reason
+            entry["vs_baseline"] = self.vs_baseline(label)
             out["policies"][label] = entry
         oracle = self.oracle.to_dict()
         oracle.update(
@@ -69,14 +94,9 @@ class SimResult:
         return out
 
 
-def simulate(path: str | Path | None = None, *, scenario: Scenario | None = None, base_dir: Path | None = None,
-             traces: dict[str, Trace] | None = None) -> SimResult:
-    """Run a scenario file (or an already-validated ``scenario`` with its ``base_dir``)."""
-    if scenario is None:
-        if path is None:
-            raise ValueError("simulate needs a scenario path or a Scenario")
-        scenario, base_dir = load_scenario(path)
-    prep = prepare(scenario, base_dir or Path.cwd(), traces)
+def simulate_fluid(prep: Prepared) -> FluidResult:
+    """Every policy of the prepared scenario through the fluid model, and the SLO-capped oracle."""
+    scenario = prep.scenario
     variants = variants_of(prep)
     results: dict[str, Outcome] = {}
     params: dict[str, dict[str, Any]] = {}
@@ -87,7 +107,7 @@ def simulate(path: str | Path | None = None, *, scenario: Scenario | None = None
     sol = solve(prep, variants)
     oracle = account(prep, sol.rates, variants)
     served = prep.demand_rps.sum() * prep.step_s
-    return SimResult(
+    return FluidResult(
         scenario=scenario.name,
         meta=_meta(prep),
         policies=results,
@@ -115,7 +135,7 @@ def _meta(prep: Prepared) -> dict[str, Any]:
     }
 
 
-def format_table(result: SimResult) -> str:
+def format_fluid(result: FluidResult) -> str:
     """A readable comparison: one row per policy and one for the oracle's lower bound."""
     m = result.meta
     pools = list(m["pools"])
@@ -129,7 +149,8 @@ def format_table(result: SimResult) -> str:
         rr = result.vs_baseline(label)
         rows.append(
             [label, f"{o.carbon_g_per_request * 1e6:.3f}", f"{o.energy_j_per_request * 1e3:.2f}", _ms(o.p99_latency_ms),
-             f"{o.slo_attainment:.4f}", "-" if rr is None else f"{rr:+.1%}", f"{result.vs_oracle(label):+.1%}"]
+             f"{o.slo_attainment:.4f}", "-" if rr is None else f"{rr:+.1%}",
+             "n/a" if result.oracle_reason(label) else f"{result.vs_oracle(label):+.1%}"]
             + [f"{o.share_by_pool[p]:.0%}" for p in pools]
         )
     o = result.oracle
