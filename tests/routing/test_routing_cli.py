@@ -157,6 +157,18 @@ def test_simulate_fluid_keeps_the_old_model_on_request(small_scenario, capsys):
     assert {"idle_energy_j_per_request", "active_energy_j_per_request", "shed_fraction", "vs_baseline"} <= set(lc)
 
 
+def test_simulate_spread_over_weeks_and_seeds(small_scenario, capsys):
+    path = small_scenario(duration_h=3, events={"window_s": 0.3, "warmup_s": 0.1})
+    assert run_cli("simulate", str(path), "--weeks", "all", "--seeds", "2", "--policies", "lowest-carbon", "--json") == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["weeks"] == ["2020-03-02"] and out["seeds"] == [7, 8] and out["runs"] == 2  # the traces cover one day
+    assert set(out["policies"]) == {"round-robin/autoscaled", "lowest-carbon"}
+    carbon = out["policies"]["lowest-carbon"]["carbon_g_per_request"]
+    assert carbon["n"] == 2 and carbon["min"] <= carbon["mean"] <= carbon["max"]
+    assert carbon["ci95_low"] <= carbon["mean"] <= carbon["ci95_high"]
+    assert out["policies"]["lowest-carbon"]["vs_baseline"]["mean"] < 0
+
+
 def test_simulate_reports_a_bad_scenario(tmp_path, capsys):
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: x\nstart: 2020-01-01T00:00:00Z\n")
