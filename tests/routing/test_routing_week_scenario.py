@@ -62,3 +62,17 @@ def test_event_level_day_of_the_week_scenario():
     assert lc_on.carbon_g_per_request > lc.carbon_g_per_request
     # Latency is measured on simulated requests, with the assumed lognormal service times.
     assert 20 < lc.p99_latency_ms < scenario.slo_p99_ms
+
+
+@needs_traces
+def test_h200_scenario_charges_the_measured_figures():
+    scenario, base = load_scenario(ROOT / "routing" / "scenarios" / "week-eu-h200.yaml")
+    r = simulate(scenario=scenario.model_copy(update={"duration_h": 2}), base_dir=base, only=["lowest-carbon"])
+    for name, pool in r.meta["pools"].items():
+        assert pool["energy"]["default"]["method"] == "measured" and "H200" in pool["energy"]["default"]["source"]
+        assert pool["idle_w_per_replica"] == 120 and "assumed" in pool["service"]["*"]
+    lc = r.policies["lowest-carbon"]
+    assert lc.energy_method == "measured"
+    # About 2 mJ active per inference at these rates: the measured totals less 120 W of idle per GPU.
+    assert 1.8e-3 < lc.active_energy_j_per_request < 2.3e-3
+    assert lc.idle_energy_j_per_request > 0.5e-3
