@@ -161,7 +161,7 @@ class GreenRouter:
         name = route.pool.name
         if not self.core.has_room(name) and route.request is not None:
             # Filled up between route() and now (e.g. while the cache was asked): place it again.
-            other = self._route(self.core.pick(route.request, self.clock(), exclude={name}), route.request,
+            other = self._route(self.core.pick(route.request, self.clock(), exclude={name}, arrival=False), route.request,
                                 note=f" (re-placed: {name} at its in-flight bound)")
             return await self.execute(other, dataclasses.replace(job, variant=other.variant), fallback_depth)
         self.core.begin(name, self.clock())
@@ -174,7 +174,7 @@ class GreenRouter:
                 raise
             log.warning("pool %s failed (%s); falling back", name, exc)
             try:
-                entry = self.core.pick(route.request, self.clock(), exclude={name})
+                entry = self.core.pick(route.request, self.clock(), exclude={name}, arrival=False)
             except Unavailable:
                 raise exc from None
             other = self._route(entry, route.request, note=f" (fallback: {name} failed)")

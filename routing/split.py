@@ -174,13 +174,18 @@ class RouterCore:
         self._hard_key = ()  # replan on the next pick
 
     # -- decisions ----------------------------------------------------------------------------------
-    def pick(self, request: RouteRequest, now: float, exclude: frozenset[str] | set[str] = frozenset()) -> SplitEntry:
-        """Where this request goes; Unavailable if no pool is healthy, Overloaded if all are full."""
+    def pick(self, request: RouteRequest, now: float, exclude: frozenset[str] | set[str] = frozenset(),
+             *, arrival: bool = True) -> SplitEntry:
+        """Where this request goes; Unavailable if no pool is healthy, Overloaded if all are full.
+
+        ``arrival=False`` places a request again (fallback) without counting it twice in its class's rate.
+        """
         cls = self._classes.get(request)
         if cls is None:
             cls = self._class(request, now)
             self._hard_key = ()
-        cls.arrive(now)
+        if arrival:
+            cls.arrive(now)
         if self._hard_key != self._hard(now):
             self._plan(now)
         elif now - self._checked_at >= self.cadence_s:

@@ -116,76 +116,104 @@ def _arrivals(prep: Prepared, seed: int, t: int) -> tuple[np.ndarray, np.ndarray
 
 
 def run_events(prep: Prepared, policy: str, params: dict, provisioning: str, seed: int) -> EventOutcome:
-    sc, topo = prep.scenario, prep.topology
     check_mode(provisioning)
-    gw, ev = sc.gateway, sc.events
-    req = sc.request
-    variants = tuple(dict.fromkeys((req.variant, *req.allowed_variants)))
-    models = prep.pool_models
-    n_pools, n_clients = len(topo.pools), len(prep.client_regions)
-    pidx = {name: i for i, name in enumerate(topo.names)}
-    vidx = {v: i for i, v in enumerate(variants)}
-    control = RoutingControl(policy, params)
-    intensity = _TraceIntensity()
-    budgets = _budget_tracker(prep)
-    n_routers = gw.ingress_replicas
-    cores = [
-        RouterCore(topo, control, intensity, sc.slo_p99_ms, budgets, cadence_s=gw.decision_cadence_ms / 1000.0,
-                   ingress_replicas=n_routers)
-        for _ in range(n_routers)
-    ]
-    requests = [RouteRequest(req.model, req.variant, c, sc.slo_p99_ms, req.tenant, tuple(req.allowed_variants))
-                for c in prep.client_regions]
-    rtt = [[pool.rtt_ms[c] for pool in topo.pools] for c in prep.client_regions]
-    budget_scale = 0.0
-
-    totals = {"idle_j": 0.0, "active_j": 0.0, "carbon_g": 0.0, "served": 0.0, "shed": 0.0}
-    by_pool = np.zeros(n_pools)
-    by_variant = np.zeros(len(variants))
-    replica_s = np.zeros(n_pools)
-    lat_parts, w_parts = [], []
-    past, simulated, methods = 0, 0, set()
-    prev_n = [m.replicas_initial for m in models]
+    run = _Run(prep, policy, params, provisioning, seed)
     for t, rep_s in sampled_steps(prep):
-        now0 = t * prep.step_s
+        n_rep = run.start_step(t)
+        run.account(t, rep_s, n_rep, run.route_window(t, n_rep, rep_s))
+    return run.outcome()
+
+
+@dataclass
+class _Window:
+    """The measured requests of one window: client, pool (-1: shed), variant index and latency."""
+
+    client: list[int]
+    pool: list[int]
+    variant: list[int]
+    latency_ms: list[float]
+
+
+class _Run:
+    """One policy through every sampled step: routers, queues and the running totals."""
+
+    def __init__(self, prep: Prepared, policy: str, params: dict, provisioning: str, seed: int) -> None:
+        sc, topo = prep.scenario, prep.topology
+        self.prep, self.provisioning, self.seed = prep, provisioning, seed
+        req = sc.request
+        self.variants = tuple(dict.fromkeys((req.variant, *req.allowed_variants)))
+        self.pidx = {name: i for i, name in enumerate(topo.names)}
+        self.vidx = {v: i for i, v in enumerate(self.variants)}
+        self.intensity = _TraceIntensity()
+        self.budgets = _budget_tracker(prep)
+        control = RoutingControl(policy, params)
+        gw = sc.gateway
+        self.cores = [
+            RouterCore(topo, control, self.intensity, sc.slo_p99_ms, self.budgets,
+                       cadence_s=gw.decision_cadence_ms / 1000.0, ingress_replicas=gw.ingress_replicas)
+            for _ in range(gw.ingress_replicas)
+        ]
+        self.requests = [RouteRequest(req.model, req.variant, c, sc.slo_p99_ms, req.tenant, tuple(req.allowed_variants))
+                         for c in prep.client_regions]
+        self.rtt = [[pool.rtt_ms[c] for pool in topo.pools] for c in prep.client_regions]
+        n_pools = len(topo.pools)
+        self.totals = {"idle_j": 0.0, "active_j": 0.0, "carbon_g": 0.0, "served": 0.0, "shed": 0.0}
+        self.by_pool, self.replica_s = np.zeros(n_pools), np.zeros(n_pools)
+        self.by_variant = np.zeros(len(self.variants))
+        self.lat_parts: list[np.ndarray] = []
+        self.w_parts: list[np.ndarray] = []
+        self.past = self.simulated = 0
+        self.methods: set[str] = set()
+        self.prev_n = [m.replicas_initial for m in prep.pool_models]
+
+    def start_step(self, t: int) -> list[int]:
+        """Routers see step t (lagged intensity, health, steady rates); returns the replicas provisioned."""
+        prep, sc, topo = self.prep, self.prep.scenario, self.prep.topology
+        now0, ev = t * prep.step_s, sc.events
         demand = prep.demand_rps[t]
-        intensity.set({p.region: float(prep.observed_g_per_kwh[t, i]) for i, p in enumerate(topo.pools)})
-        for core in cores:
+        self.intensity.set({p.region: float(prep.observed_g_per_kwh[t, i]) for i, p in enumerate(topo.pools)})
+        for core in self.cores:
             for i, name in enumerate(topo.names):
                 core.mark_down(name, now0 + ev.warmup_s + ev.window_s + 1.0 if not prep.healthy[t, i] else 0.0)
                 core.load[name].in_flight = 0
-            for c, r in enumerate(requests):
+            for c, r in enumerate(self.requests):
                 if demand[c] > 0:
-                    core.warm_start(r, demand[c] / n_routers, now0)
+                    core.warm_start(r, demand[c] / len(self.cores), now0)
             core.warm_pools(now0)
-        planned = np.mean([list(core.planned_load_rps(now0).values()) for core in cores], axis=0)
-        n_rep = [m.replicas_for(planned[i], provisioning, sc.autoscaling.target_utilisation) for i, m in enumerate(models)]
+        # The autoscaler provisions for the load the routers plan to send (it has converged on it).
+        planned = np.mean([list(core.planned_load_rps(now0).values()) for core in self.cores], axis=0)
+        target = sc.autoscaling.target_utilisation
+        return [m.replicas_for(planned[i], self.provisioning, target) for i, m in enumerate(prep.pool_models)]
 
-        times, marked = _arrivals(prep, seed, t)
+    def route_window(self, t: int, n_rep: list[int], rep_s: float) -> _Window:
+        """Every arrival of step t through a router and a FCFS pool; the measured ones are returned."""
+        prep, sc = self.prep, self.prep.scenario
+        gw, models = sc.gateway, prep.pool_models
+        now0 = t * prep.step_s
+        times, marked = _arrivals(prep, self.seed, t)
         n = len(times)
-        rng = np.random.default_rng([seed, t, 1])
-        routers = rng.integers(0, n_routers, n).tolist()
+        rng = np.random.default_rng([self.seed, t, 1])
+        routers = rng.integers(0, len(self.cores), n).tolist()
         jitter = (rng.exponential(gw.rtt_jitter_ms, n) if gw.rtt_jitter_ms > 0 else np.zeros(n)).tolist()
         ubatch = rng.random(n).tolist()
-        service = [[m.service_for(v).draw_ms(rng, n).tolist() for v in variants] for m in models]
+        service = [[m.service_for(v).draw_ms(rng, n).tolist() for v in self.variants] for m in models]
         queues = [[now0] * (n_rep[i] * m.servers_per_replica) for i, m in enumerate(models)]
-        flights: list[list] = [[] for _ in cores]
-        warm_end = now0 + ev.warmup_s
-        rec_lat, rec_pool, rec_var, rec_client = [], [], [], []
-        overhead = gw.overhead_ms
-        budget_scale = rep_s / ev.window_s if budgets is not None else 0.0
+        flights: list[list] = [[] for _ in self.cores]
+        out = _Window([], [], [], [])
+        overhead, rtt, pidx, vidx, requests = gw.overhead_ms, self.rtt, self.pidx, self.vidx, self.requests
+        budgets, model, tenant = self.budgets, sc.request.model, sc.request.tenant
+        budget_scale = rep_s / sc.events.window_s  # a measured request's carbon stands for this many
         for i, (t_rel, cm) in enumerate(zip(times.tolist(), marked.tolist())):
             now = now0 + t_rel
             c = cm if cm >= 0 else ~cm
-            r = routers[i]
-            core, fl = cores[r], flights[r]
+            core, fl = self.cores[routers[i]], flights[routers[i]]
             while fl and fl[0][0] <= now:
                 core.finish(heapq.heappop(fl)[1])
             try:
                 e = core.pick(requests[c], now)
-            except Unavailable:
+            except Unavailable:  # shed (Overloaded) or no healthy pool: a miss
                 if cm >= 0:
-                    rec_lat.append(math.inf), rec_pool.append(-1), rec_var.append(0), rec_client.append(c)
+                    out.client.append(c), out.pool.append(-1), out.variant.append(0), out.latency_ms.append(math.inf)
                 continue
             p, v = pidx[e.pool], vidx[e.variant]
             core.begin(e.pool, now)
@@ -201,68 +229,78 @@ def run_events(prep: Prepared, policy: str, params: dict, provisioning: str, see
             lat = overhead + rtt[c][p] + jitter[i] + b_ms + (start - tq) * 1000.0 + s_ms
             heapq.heappush(fl, (now + lat / 1000.0, e.pool))
             if cm >= 0:
-                rec_lat.append(lat), rec_pool.append(p), rec_var.append(v), rec_client.append(c)
+                out.client.append(c), out.pool.append(p), out.variant.append(v), out.latency_ms.append(lat)
                 if budgets is not None:
-                    budgets.add(req.model, e.decision.carbon_g * budget_scale, now, req.tenant)
-        simulated += len(rec_lat)
+                    budgets.add(model, e.decision.carbon_g * budget_scale, now, tenant)
+        return out
 
+    def account(self, t: int, rep_s: float, n_rep: list[int], win: _Window) -> None:
+        """Energy and carbon of step t: idle per provisioned replica, active per (weighted) request."""
+        prep, topo, models = self.prep, self.prep.topology, self.prep.pool_models
+        n_pools, n_clients = len(topo.pools), len(prep.client_regions)
+        demand = prep.demand_rps[t]
+        self.simulated += len(win.latency_ms)
+        cl = np.array(win.client, dtype=np.int64)
+        pools_i = np.array(win.pool, dtype=np.int64)
+        var_i = np.array(win.variant, dtype=np.int64)
         # Each measured request stands for demand x represented seconds / the client's window arrivals.
-        cl = np.array(rec_client, dtype=np.int64)
-        pools_i = np.array(rec_pool, dtype=np.int64)
-        var_i = np.array(rec_var, dtype=np.int64)
         counts = np.bincount(cl, minlength=n_clients)
         w = demand[cl] * rep_s / np.maximum(counts[cl], 1)
         served = pools_i >= 0
         load = np.bincount(pools_i[served], weights=w[served], minlength=n_pools) / rep_s
         g_per_j = operational_g(1.0, prep.intensity_g_per_kwh[t], np.array([p.pue for p in topo.pools]))
+        if any(load[p] > n_rep[p] * m.replica_capacity_rps * (1 + 1e-9) for p, m in enumerate(models)):
+            self.past += 1
         for p, m in enumerate(models):
-            if load[p] > n_rep[p] * m.replica_capacity_rps * (1 + 1e-9):
-                past += 1
-                break
-        for p, m in enumerate(models):
-            idle = m.idle_w_per_replica * (n_rep[p] * rep_s + max(0, n_rep[p] - prev_n[p]) * m.startup_s)
+            idle = m.idle_w_per_replica * (n_rep[p] * rep_s + max(0, n_rep[p] - self.prev_n[p]) * m.startup_s)
             active = 0.0
-            for v, variant in enumerate(variants):
+            for v, variant in enumerate(self.variants):
                 sel = served & (pools_i == p) & (var_i == v)
                 if sel.any():
                     curve = topo.pools[p].curve(variant)
-                    methods.add(curve.method)
+                    self.methods.add(curve.method)
                     served_pv = w[sel].sum()
                     active += served_pv * active_j(curve, load[p] / max(n_rep[p], 1), m.idle_w_per_replica)
-                    by_variant[v] += served_pv
-            totals["idle_j"] += idle
-            totals["active_j"] += active
-            totals["carbon_g"] += (idle + active) * g_per_j[p]
-            replica_s[p] += n_rep[p] * rep_s
-        by_pool += load * rep_s
-        totals["served"] += w[served].sum()
-        totals["shed"] += w[~served].sum()
-        lat_parts.append(np.array(rec_lat))
-        w_parts.append(w)
-        prev_n = n_rep
+                    self.by_variant[v] += served_pv
+            self.totals["idle_j"] += idle
+            self.totals["active_j"] += active
+            self.totals["carbon_g"] += (idle + active) * g_per_j[p]
+            self.replica_s[p] += n_rep[p] * rep_s
+        self.by_pool += load * rep_s
+        self.totals["served"] += w[served].sum()
+        self.totals["shed"] += w[~served].sum()
+        self.lat_parts.append(np.array(win.latency_ms))
+        self.w_parts.append(w)
+        self.prev_n = n_rep
 
-    lat = np.concatenate(lat_parts) if lat_parts else np.zeros(0)
-    wt = np.concatenate(w_parts) if w_parts else np.zeros(0)
-    served_req, total_req = totals["served"], totals["served"] + totals["shed"]
-    per = (lambda x: x / served_req) if served_req else (lambda x: math.nan)
-    return EventOutcome(
-        provisioning=provisioning,
-        carbon_g_per_request=per(totals["carbon_g"]),
-        energy_j_per_request=per(totals["idle_j"] + totals["active_j"]),
-        idle_energy_j_per_request=per(totals["idle_j"]),
-        active_energy_j_per_request=per(totals["active_j"]),
-        p99_latency_ms=weighted_quantile(lat, wt, 0.99),
-        slo_attainment=float(wt[lat <= sc.slo_p99_ms].sum() / wt.sum()) if wt.sum() else 0.0,
-        shed_fraction=totals["shed"] / total_req if total_req else 0.0,
-        share_by_pool={name: float(by_pool[i] / served_req) if served_req else 0.0 for i, name in enumerate(topo.names)},
-        share_by_variant={v: float(by_variant[i] / served_req) if served_req else 0.0 for i, v in enumerate(variants)},
-        requests=float(total_req),
-        simulated_requests=simulated,
-        past_capacity_steps=past,
-        steps=len(sampled_steps(prep)),
-        replica_hours={name: float(replica_s[i] / 3600.0) for i, name in enumerate(topo.names)},
-        energy_method="+".join(sorted(methods)) or "none",
-    )
+    def outcome(self) -> EventOutcome:
+        names, slo = self.prep.topology.names, self.prep.scenario.slo_p99_ms
+        lat = np.concatenate(self.lat_parts) if self.lat_parts else np.zeros(0)
+        wt = np.concatenate(self.w_parts) if self.w_parts else np.zeros(0)
+        tot = self.totals
+        served, total = tot["served"], tot["served"] + tot["shed"]
+
+        def per(x: float) -> float:
+            return x / served if served else math.nan
+
+        return EventOutcome(
+            provisioning=self.provisioning,
+            carbon_g_per_request=per(tot["carbon_g"]),
+            energy_j_per_request=per(tot["idle_j"] + tot["active_j"]),
+            idle_energy_j_per_request=per(tot["idle_j"]),
+            active_energy_j_per_request=per(tot["active_j"]),
+            p99_latency_ms=weighted_quantile(lat, wt, 0.99),
+            slo_attainment=float(wt[lat <= slo].sum() / wt.sum()) if wt.sum() else 0.0,
+            shed_fraction=tot["shed"] / total if total else 0.0,
+            share_by_pool={n: float(self.by_pool[i] / served) if served else 0.0 for i, n in enumerate(names)},
+            share_by_variant={v: float(self.by_variant[i] / served) if served else 0.0 for i, v in enumerate(self.variants)},
+            requests=float(total),
+            simulated_requests=self.simulated,
+            past_capacity_steps=self.past,
+            steps=len(sampled_steps(self.prep)),
+            replica_hours={n: float(self.replica_s[i] / 3600.0) for i, n in enumerate(names)},
+            energy_method="+".join(sorted(self.methods)) or "none",
+        )
 
 
 def weighted_quantile(values: np.ndarray, weights: np.ndarray, q: float) -> float:
