@@ -39,6 +39,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sim = subparsers.add_parser("simulate", help="compare routing policies on a scenario of replayed grid traces")
     sim.add_argument("scenario", help="scenario YAML (trace paths resolve relative to it)")
     sim.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    sim.add_argument("--weeks", help="'all' (every week the traces cover) or N (the first N): a spread over weeks")
+    sim.add_argument("--seeds", type=int, default=None, help="run each week with this many seeds (default 1)")
+    sim.add_argument("--policies", help="comma-separated policy labels to run (the baseline always runs)")
+    sim.add_argument("--seed", type=int, default=None, help="one run with this seed instead of the workload's")
+    sim.add_argument("--jobs", type=int, default=1, help="processes for --weeks/--seeds (default 1)")
     sim.set_defaults(_routing_run=_simulate)
 
 
@@ -128,7 +133,18 @@ def _set(args: argparse.Namespace) -> int:
 def _simulate(args: argparse.Namespace) -> int:
     from routing.simulator import format_table, simulate  # scipy and the traces only when simulating
 
-    result = simulate(args.scenario)
+    only = [p.strip() for p in args.policies.split(",") if p.strip()] if args.policies else None
+    if args.weeks or args.seeds:
+        from routing.simulator.sweep import format_sweep, sweep
+
+        def progress(done: int, total: int) -> None:
+            print(f"  {done}/{total} runs", file=sys.stderr, flush=True)
+
+        spread = sweep(args.scenario, args.weeks or "1", args.seeds or 1, only, args.jobs, progress)
+        print(json.dumps(_finite(spread.to_dict()), indent=2, ensure_ascii=False, allow_nan=False) if args.json
+              else format_sweep(spread))
+        return 0
+    result = simulate(args.scenario, seed=args.seed, only=only)
     if args.json:
         print(json.dumps(_finite(result.to_dict()), indent=2, ensure_ascii=False, allow_nan=False))
     else:

@@ -1,9 +1,11 @@
-"""The live router: asks the active routing policy for a pool and variant, then runs the request there.
+"""The live router: places each request with the pure decision core, then runs it on the chosen pool.
 
-Policies are pure (``routing/policies.py``); this module feeds them what this process observes —
-each pool's grid intensity, recent load, requests in flight and health — and runs the decision on
-the pool's executor (``routing/pools.py``). A pool that fails is marked down for a while and the
-request falls back to the next best pool, inside :meth:`GreenRouter.execute`.
+Decisions live in :mod:`routing.split` (:class:`RouterCore`): per-class traffic splits planned by the
+active policy with load accounting, spread per request by smooth weighted round-robin, in-flight
+bounded per pool. The simulator calls the same core. This module feeds it the clock and runs the
+decision on the pool's executor (``routing/pools.py``). A pool that fails is marked down for a while
+and the request falls back to the next best pool, inside :meth:`GreenRouter.execute`; when every pool
+is at its in-flight bound, :class:`wattgate.errors.Overloaded` (503, ``retry_after_s``) is raised.
 
     route(card, variant, local_variants, ClientContext) -> Route
     execute(Route, PoolJob) -> Execution   (Execution.route: the pool that actually served)
@@ -12,23 +14,26 @@ request falls back to the next best pool, inside :meth:`GreenRouter.execute`.
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import logging
-import math
 import time
-from collections import deque
-from dataclasses import dataclass, field
-from typing import Mapping, Protocol
+from dataclasses import dataclass
+from typing import Callable, Mapping, Protocol
 
 from energy.coefficients import HardwareProfile
 from models.card import ModelCard
 from models.work import WorkResult
 from routing.control import RoutingControl
 from routing.intensity.snapshot import IntensitySnapshot
-from routing.policies import BudgetState, PoolState, RouteRequest, RoutingState
+from routing.policies import RouteRequest
 from routing.pools import PoolExecutor, PoolInfo, PoolJob
+from routing.observed import BudgetTracker, PoolLoad
+from routing.split import RouterCore, SplitEntry
 from routing.topology import Topology
 from wattgate.errors import DependencyError, Unavailable
+
+__all__ = [
+    "BudgetTracker", "ClientContext", "Execution", "GreenRouter", "PoolLoad", "Route", "Router", "SinglePoolRouter",
+]
 
 log = logging.getLogger("wattgate.routing")
 
@@ -89,62 +94,13 @@ class SinglePoolRouter:
         return None
 
 
-@dataclass
-class PoolLoad:
-    """Arrival rate (EWMA over ~``tau_s``) and requests in flight, as this process sees them."""
-
-    tau_s: float = 5.0
-    rate_rps: float = 0.0
-    last_s: float = field(default_factory=time.monotonic)
-    in_flight: int = 0
-    failures: int = 0
-    down_until_s: float = 0.0
-    # (time, SLO - RTT) of recent requests routed here: more load must keep the pool within the
-    # tightest of them, or traffic already here starts missing its SLO.
-    budgets: deque = field(default_factory=deque)
-
-    def add_budget(self, now: float, budget_ms: float) -> None:
-        # A monotonic queue (budgets increasing front to back): the front is the window's minimum,
-        # so reading it costs O(1) instead of a scan per request.
-        while self.budgets and self.budgets[-1][1] >= budget_ms:
-            self.budgets.pop()
-        self.budgets.append((now, budget_ms))
-
-    def tightest_budget_ms(self, now: float) -> float:
-        while self.budgets and now - self.budgets[0][0] > self.tau_s:
-            self.budgets.popleft()
-        return self.budgets[0][1] if self.budgets else math.inf
-
-    def arrive(self, n: float, now: float) -> None:
-        dt = max(now - self.last_s, 1e-6)
-        decay = math.exp(-dt / self.tau_s)
-        self.rate_rps = self.rate_rps * decay + n / self.tau_s
-        self.last_s = now
-
-    def current_rps(self, now: float) -> float:
-        return self.rate_rps * math.exp(-max(now - self.last_s, 0.0) / self.tau_s)
-
-
-class BudgetTracker:
-    """Carbon spent per model in the current period, for the carbon-budget policy."""
-
-    def __init__(self, budgets_g: Mapping[str, float], period_s: float) -> None:
-        self.budgets_g = dict(budgets_g)
-        self.period_s = period_s
-        self._start = time.monotonic()
-        self.spent_g: dict[str, float] = {}
-
-    def add(self, model: str, carbon_g: float) -> None:
-        now = time.monotonic()
-        if now - self._start >= self.period_s:
-            self._start, self.spent_g = now, {}
-        self.spent_g[model] = self.spent_g.get(model, 0.0) + carbon_g
-
-    def states(self) -> dict[str, BudgetState]:
-        return {m: BudgetState(self.spent_g.get(m, 0.0), b) for m, b in self.budgets_g.items()}
-
-
 class GreenRouter:
+    """Routes over a topology with the active policy; ``decision_ttl_s`` is the decision cadence.
+
+    ``clock`` (default ``time.monotonic``) is the only time source; ``ingress_replicas`` says how many
+    ingress replicas share the traffic, so this one's observations are scaled to the whole.
+    """
+
     def __init__(
         self,
         topology: Topology,
@@ -156,6 +112,10 @@ class GreenRouter:
         default_client_region: str,
         budgets: BudgetTracker | None = None,
         decision_ttl_s: float = 0.1,
+        *,
+        ingress_replicas: int = 1,
+        max_in_flight: Mapping[str, int] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         missing = [p.name for p in topology.pools if p.name not in executors]
         if missing:
@@ -166,28 +126,18 @@ class GreenRouter:
         self.executors = dict(executors)
         self.slo_ms = slo_ms
         self.default_client_region = default_client_region
-        self.budgets = budgets or BudgetTracker({}, 3600)
+        self.clock = clock
+        self.core = RouterCore(
+            topology, control, intensity, slo_ms, budgets, cadence_s=decision_ttl_s,
+            ingress_replicas=ingress_replicas, max_in_flight=max_in_flight,
+        )
+        self.budgets = self.core.budgets
         self.pools = {p.name: PoolInfo(p.name, p.region, p.hardware, p.pue, profiles[p.hardware]) for p in topology.pools}
-        self.load = {p.name: PoolLoad() for p in topology.pools}
-        self._seq = itertools.count()
-        self._decisions: dict = {}
-        self.decision_ttl_s = decision_ttl_s
 
-    def _state(self, now: float) -> RoutingState:
-        pools = {}
-        for p in self.topology.pools:
-            view = self.intensity.get(p.region)
-            load = self.load[p.name]
-            pools[p.name] = PoolState(
-                # NaN: no reading; policies then never prefer this pool for its carbon.
-                intensity_g_per_kwh=view.g_per_kwh if view.known else math.nan,
-                healthy=now >= load.down_until_s,
-                load_rps=load.current_rps(now),
-                queue_len=load.in_flight,
-                intensity_stale=view.stale,
-                tightest_budget_ms=load.tightest_budget_ms(now),
-            )
-        return RoutingState(self.topology, pools, model_budgets=self.budgets.states(), request_seq=next(self._seq))
+    @property
+    def load(self) -> dict[str, PoolLoad]:
+        """Per pool: EWMA arrival rate (``current_rps(now)``), in flight, failures."""
+        return self.core.load
 
     def route(self, card: ModelCard, requested_variant: str | None, local_variants: frozenset[str],
               context: ClientContext) -> Route:
@@ -202,55 +152,37 @@ class GreenRouter:
             tenant=context.tenant or "default",
             allowed_variants=tuple(v for v in allowed if v in local_variants or v == variant),
         )
-        now = time.monotonic()
-        policy = self.control.policy
-        # Observed state moves on a scale of seconds (load is an EWMA over ~5 s, intensity over
-        # minutes), so a decision is reused for up to decision_ttl_s instead of scoring every pool
-        # for every request. Round-robin rotates per request and is never reused.
-        key = (request, self.control.version, self.intensity.generation)
-        cached = self._decisions.get(key) if policy.name != "round-robin" else None
-        if cached is not None and now - cached[0] < self.decision_ttl_s and self._healthy(cached[1].pool, now):
-            decision = cached[1]
-        else:
-            decision = policy.choose(request, self._state(now))
-            if len(self._decisions) > 1024:
-                self._decisions.clear()
-            self._decisions[key] = (now, decision)
-        return self._route(decision, request, now)
+        return self._route(self.core.pick(request, self.clock()), request)
 
-    def _healthy(self, pool: str, now: float) -> bool:
-        return now >= self.load[pool].down_until_s
-
-    def _route(self, decision, request: RouteRequest, now: float, note: str = "") -> Route:
-        pool = self.topology.pool(decision.pool)
-        rtt = pool.rtt_ms.get(request.client_region)
-        if rtt is not None:
-            self.load[pool.name].add_budget(now, request.slo_ms - rtt)
-        return Route(self.pools[pool.name], decision.variant, decision.route_reason + note, request)
+    def _route(self, entry: SplitEntry, request: RouteRequest, note: str = "") -> Route:
+        return Route(self.pools[entry.pool], entry.variant, entry.reason + note, request)
 
     async def execute(self, route: Route, job: PoolJob, fallback_depth: int = 0) -> Execution:
-        load = self.load[route.pool.name]
-        load.arrive(1.0, time.monotonic())
-        load.in_flight += 1
+        name = route.pool.name
+        if not self.core.has_room(name) and route.request is not None:
+            # Filled up between route() and now (e.g. while the cache was asked): place it again.
+            other = self._route(self.core.pick(route.request, self.clock(), exclude={name}, arrival=False), route.request,
+                                note=f" (re-placed: {name} at its in-flight bound)")
+            return await self.execute(other, dataclasses.replace(job, variant=other.variant), fallback_depth)
+        self.core.begin(name, self.clock())
         try:
-            result = await self.executors[route.pool.name].run(job)
+            result = await self.executors[name].run(job)
         except DependencyError as exc:
             # A pool that fails is skipped for a while, and this request falls back to the next best.
-            load.failures += 1
-            load.down_until_s = time.monotonic() + min(30.0, 2.0 ** min(load.failures, 5))
+            self.core.failed(name, self.clock())
             if route.request is None or fallback_depth >= 2:
                 raise
-            log.warning("pool %s failed (%s); falling back", route.pool.name, exc)
-            now = time.monotonic()
-            decision = self.control.policy.choose(route.request, self._state(now))
-            if decision.pool == route.pool.name:
-                raise
-            other = self._route(decision, route.request, now, note=f" (fallback: {route.pool.name} failed)")
+            log.warning("pool %s failed (%s); falling back", name, exc)
+            try:
+                entry = self.core.pick(route.request, self.clock(), exclude={name}, arrival=False)
+            except Unavailable:
+                raise exc from None
+            other = self._route(entry, route.request, note=f" (fallback: {name} failed)")
             return await self.execute(other, dataclasses.replace(job, variant=other.variant), fallback_depth + 1)
         finally:
-            load.in_flight -= 1
-        load.failures = 0
+            self.core.finish(name)
+        self.core.succeeded(name)
         return Execution(result, route)
 
-    def observe_carbon(self, model: str, carbon_g: float) -> None:
-        self.budgets.add(model, carbon_g)
+    def observe_carbon(self, model: str, carbon_g: float, tenant: str | None = None) -> None:
+        self.core.budgets.add(model, carbon_g, self.clock(), tenant)

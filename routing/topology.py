@@ -161,6 +161,11 @@ class Pool:
         return tuple(self.energy)
 
     @property
+    def servers(self) -> int:
+        """Parallel slots of the M/M/c model: ``round(capacity_rps x service_ms / 1000)``."""
+        return self._servers
+
+    @property
     def label(self) -> str:
         return f"{self.region}/{self.hardware}"
 

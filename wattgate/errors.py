@@ -11,12 +11,14 @@
     ├── PayloadTooLarge (413)
     ├── Unprocessable (422)         a promotion the model card does not allow (missing profile, low quality)
     ├── Unavailable (503)           model not loaded / not ready, no healthy pool
+    │   └── Overloaded (503)        every pool is at its in-flight bound; carries retry_after_s
     ├── BackendError (500)          a runtime failed while executing a valid request
     └── DependencyError (502)       a foreign system failed (Redis, a provider, a remote pool);
         ├── CacheUnavailable        callers turn these into a counted bypass, never a 5xx
         └── ProviderUnavailable     callers fall back along the provider chain
 
-Exceptions pickle (Ray moves them between processes): every subclass keeps ``args == (message,)``.
+Exceptions pickle (Ray moves them between processes): every subclass keeps ``args == (message,)``;
+``Overloaded`` also pickles its ``retry_after_s``.
 """
 
 from __future__ import annotations
@@ -74,6 +76,20 @@ class Unprocessable(WattgateError):
 
 class Unavailable(WattgateError):
     status_code = 503
+
+
+class Overloaded(Unavailable):
+    """Every healthy pool is past capacity (its in-flight bound): shed the request, ask to retry later.
+
+    ``retry_after_s`` is the router's estimate, at least 1 s so it fits an HTTP ``Retry-After``.
+    """
+
+    def __init__(self, message: str, retry_after_s: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after_s = max(1.0, float(retry_after_s))
+
+    def __reduce__(self):
+        return (type(self), (self.message, self.retry_after_s))
 
 
 class BackendError(WattgateError):

@@ -1,5 +1,6 @@
-"""The routing simulator: replays real grid traces and an arrival process through the live policies."""
+"""The routing simulator: replays real grid traces and an arrival process through the live router's code."""
 
-from routing.simulator.runner import SimResult, format_table, simulate
+from routing.simulator.report import format_table
+from routing.simulator.runner import EventResult, simulate
 
-__all__ = ["SimResult", "format_table", "simulate"]
+__all__ = ["EventResult", "format_table", "simulate"]

@@ -27,6 +27,7 @@ class Outcome:
 
     carbon_g_per_request: float
     energy_j_per_request: float
+    idle_energy_j_per_request: float  # power-model curves' idle_w share; tables count as active
     p99_latency_ms: float
     slo_attainment: float
     share_by_pool: dict[str, float]
@@ -40,6 +41,9 @@ class Outcome:
         return {
             "carbon_g_per_request": self.carbon_g_per_request,
             "energy_j_per_request": self.energy_j_per_request,
+            "idle_energy_j_per_request": self.idle_energy_j_per_request,
+            "active_energy_j_per_request": self.energy_j_per_request - self.idle_energy_j_per_request,
+            "shed_fraction": self.unserved_share,
             "p99_latency_ms": None if math.isinf(self.p99_latency_ms) else self.p99_latency_ms,
             "slo_attainment": self.slo_attainment,
             "share_by_pool": self.share_by_pool,
@@ -58,6 +62,7 @@ def account(prep: Prepared, rates: np.ndarray, variants: tuple[str, ...]) -> Out
     per_pv = rates.sum(axis=1)  # [step, pool, variant]
 
     energy_j = 0.0
+    idle_j = 0.0
     carbon_g = 0.0
     methods = set()
     for p, pool in enumerate(topo.pools):
@@ -70,6 +75,8 @@ def account(prep: Prepared, rates: np.ndarray, variants: tuple[str, ...]) -> Out
             e = np.array([curve.at(load[t, p]) if served[t] > 0 else 0.0 for t in range(n_steps)])
             step_j = served * e * dt
             energy_j += step_j.sum()
+            if curve.idle_w:
+                idle_j += float((served * np.where(served > 0, curve.idle_w / np.maximum(load[:, p], 1e-12), 0.0) * dt).sum())
             carbon_g += operational_g(step_j, prep.intensity_g_per_kwh[:, p], pool.pue).sum()
 
     requests = prep.demand_rps.sum() * dt
@@ -103,6 +110,7 @@ def account(prep: Prepared, rates: np.ndarray, variants: tuple[str, ...]) -> Out
     return Outcome(
         carbon_g_per_request=carbon_g / served_req if served_req else math.nan,
         energy_j_per_request=energy_j / served_req if served_req else math.nan,
+        idle_energy_j_per_request=idle_j / served_req if served_req else math.nan,
         p99_latency_ms=p99,
         slo_attainment=attained,
         share_by_pool=share_pool,

@@ -1,4 +1,9 @@
-"""Run every policy of a scenario and the LP oracle; render the comparison as JSON or a table."""
+"""Run a scenario: every policy and the baselines through the event simulator (or the fluid model), plus the oracle.
+
+The baseline every cut is measured against (``vs_baseline``) is round-robin with load autoscaling;
+round-robin always-on runs beside it. A plain ``round-robin`` in the scenario's list is replaced by
+these two. ``vs_oracle`` is a number only when the comparison is fair (:func:`bound.fairness`).
+"""
 
 from __future__ import annotations
 
@@ -9,145 +14,162 @@ from typing import Any
 
 from routing.intensity.traces import Trace
 from routing.policies import make_policy
-from routing.simulator.accounting import Outcome, account
-from routing.simulator.engine import replay, variants_of
-from routing.simulator.oracle import solve
+from routing.simulator.bound import Bound, fairness, solve_bound
+from routing.simulator.events import APPROXIMATION, EventOutcome, effective_demand, run_events
+from routing.simulator.fluid import FluidResult, simulate_fluid
 from routing.simulator.scenario import Prepared, Scenario, load_scenario, prepare
+from wattgate.errors import BadRequest
 
-__all__ = ["SimResult", "format_table", "simulate"]
+__all__ = ["ALWAYS_ON", "BASELINE", "EventResult", "PolicyRun", "simulate"]
 
-METHOD = (
-    "simulated: fluid model per time step, M/M/c queueing per pool, energy from each pool's curve "
-    "at its arrival rate, carbon = energy x PUE x replayed grid intensity"
+BASELINE = "round-robin/autoscaled"
+ALWAYS_ON = "round-robin/always-on"
+ENERGY = (
+    "idle power charged per provisioned replica-second, active energy per request from each pool's curve, "
+    "carbon = energy x PUE x replayed grid intensity"
 )
 
 
 @dataclass(frozen=True)
-class SimResult:
+class PolicyRun:
+    label: str
+    policy: str
+    params: dict[str, Any]
+    outcome: EventOutcome
+
+
+@dataclass(frozen=True)
+class EventResult:
     scenario: str
     meta: dict[str, Any]
-    policies: dict[str, Outcome]
-    params: dict[str, dict[str, Any]]
-    oracle: Outcome
-    oracle_bound_carbon_g_per_request: float
-    oracle_bound_energy_j_per_request: float
-    oracle_relaxed_steps: int
-    oracle_binding_steps: int
+    method: str
+    runs: dict[str, PolicyRun]
+    oracles: dict[str, Bound]  # per provisioning mode
+    slo_target: float
+    preferred_variant: str
 
-    def vs_oracle(self, label: str) -> float:
-        """Relative excess carbon over the oracle's lower bound (0.03 = 3 % above)."""
-        return self.policies[label].carbon_g_per_request / self.oracle_bound_carbon_g_per_request - 1.0
+    simulation = "events"
+    baseline = BASELINE
 
-    def vs_baseline(self, label: str, baseline: str = "round-robin") -> float | None:
-        """Relative carbon change against ``baseline`` (-0.6 = 60 % less), if it ran."""
-        if baseline not in self.policies:
+    @property
+    def policies(self) -> dict[str, EventOutcome]:
+        return {label: run.outcome for label, run in self.runs.items()}
+
+    def vs_baseline(self, label: str, baseline: str = BASELINE) -> float | None:
+        """Relative carbon change against the baseline (-0.3 = 30 % less), if it ran."""
+        if baseline not in self.runs:
             return None
-        return self.policies[label].carbon_g_per_request / self.policies[baseline].carbon_g_per_request - 1.0
+        return self.runs[label].outcome.carbon_g_per_request / self.runs[baseline].outcome.carbon_g_per_request - 1.0
+
+    def oracle_for(self, label: str) -> Bound:
+        return self.oracles[self.runs[label].outcome.provisioning]
+
+    def oracle_reason(self, label: str) -> str:
+        return fairness(self.runs[label].outcome, self.oracle_for(label), self.preferred_variant, self.slo_target)
+
+    def vs_oracle(self, label: str) -> float | None:
+        """Relative excess carbon over the oracle's bound, or None when the comparison is not fair."""
+        if self.oracle_reason(label):
+            return None
+        return self.runs[label].outcome.carbon_g_per_request / self.oracle_for(label).carbon_g_per_request - 1.0
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"scenario": self.scenario, **self.meta, "method": METHOD, "policies": {}}
-        for label, o in self.policies.items():
-            entry = o.to_dict()
-            entry["params"] = self.params[label]
-            entry["vs_oracle"] = self.vs_oracle(label)
-            entry["vs_round_robin"] = self.vs_baseline(label)
+        out: dict[str, Any] = {"scenario": self.scenario, "simulation": "events", **self.meta, "method": self.method,
+                               "baseline": BASELINE, "policies": {}}
+        for label, run in self.runs.items():
+            entry = run.outcome.to_dict()
+            entry["params"] = {"policy": run.policy, **run.params}
+            reason = self.oracle_reason(label)
+            entry["vs_baseline"] = self.vs_baseline(label)
+            entry["vs_oracle"] = "n/a" if reason else self.vs_oracle(label)
+            entry["oracle_comparable"] = not reason
+            if reason:
+                entry["oracle_not_comparable"] = reason
             out["policies"][label] = entry
-        oracle = self.oracle.to_dict()
-        oracle.update(
-            {
-                # The LP value: a lower bound for routings that meet the SLO everywhere.
-                "carbon_g_per_request": self.oracle_bound_carbon_g_per_request,
-                "energy_j_per_request": self.oracle_bound_energy_j_per_request,
-                # What the oracle's routing costs when accounted like the policies (>= the bound).
-                "routing_carbon_g_per_request": self.oracle.carbon_g_per_request,
-                "routing_energy_j_per_request": self.oracle.energy_j_per_request,
-                "relaxed_steps": self.oracle_relaxed_steps,
-                "binding_steps": self.oracle_binding_steps,
-            }
-        )
-        out["oracle"] = oracle
+        out["oracle"] = {mode: b.to_dict() for mode, b in self.oracles.items()}
         return out
 
 
 def simulate(path: str | Path | None = None, *, scenario: Scenario | None = None, base_dir: Path | None = None,
-             traces: dict[str, Trace] | None = None) -> SimResult:
-    """Run a scenario file (or an already-validated ``scenario`` with its ``base_dir``)."""
+             traces: dict[str, Trace] | None = None, seed: int | None = None,
+             only: list[str] | None = None) -> EventResult | FluidResult:
+    """Run a scenario file (or a validated ``scenario`` with its ``base_dir``); ``seed`` defaults to the workload's.
+
+    ``only``: run just these labels (the baseline always runs, so ``vs_baseline`` stays defined).
+    """
     if scenario is None:
         if path is None:
             raise ValueError("simulate needs a scenario path or a Scenario")
         scenario, base_dir = load_scenario(path)
+    if seed is not None:
+        scenario = scenario.model_copy(update={"workload": scenario.workload.model_copy(update={"seed": seed})})
     prep = prepare(scenario, base_dir or Path.cwd(), traces)
-    variants = variants_of(prep)
-    results: dict[str, Outcome] = {}
-    params: dict[str, dict[str, Any]] = {}
-    for spec in scenario.policies:
-        policy = make_policy(spec.name, **spec.params)
-        params[spec.key] = {"policy": spec.name, **policy.params()}
-        results[spec.key] = account(prep, replay(prep, policy), variants)
-    sol = solve(prep, variants)
-    oracle = account(prep, sol.rates, variants)
-    served = prep.demand_rps.sum() * prep.step_s
-    return SimResult(
-        scenario=scenario.name,
-        meta=_meta(prep),
-        policies=results,
-        params=params,
-        oracle=oracle,
-        oracle_bound_carbon_g_per_request=sol.bound_carbon_g / served,
-        oracle_bound_energy_j_per_request=sol.bound_energy_j / served,
-        oracle_relaxed_steps=sol.relaxed_steps,
-        oracle_binding_steps=sol.binding_steps,
-    )
+    if scenario.simulation == "fluid":
+        return simulate_fluid(prep)
+    return simulate_events(prep, scenario.workload.seed, only)
 
 
-def _meta(prep: Prepared) -> dict[str, Any]:
+def policy_runs(sc: Scenario) -> list[tuple[str, str, dict[str, Any], str]]:
+    """(label, policy, params, provisioning) for the baselines and every listed policy."""
+    runs = [(BASELINE, "round-robin", {}, "load-autoscaled"), (ALWAYS_ON, "round-robin", {}, "always-on")]
+    for spec in sc.policies:
+        if spec.name == "round-robin" and not spec.params and spec.label is None and spec.provisioning is None:
+            continue  # the two baselines above
+        if spec.key in (BASELINE, ALWAYS_ON):
+            raise BadRequest(f"policy label {spec.key!r} is reserved for the baselines")
+        runs.append((spec.key, spec.name, dict(spec.params), spec.provisioning or sc.provisioning))
+    return runs
+
+
+def simulate_events(prep: Prepared, seed: int, only: list[str] | None = None) -> EventResult:
     sc = prep.scenario
+    wanted = policy_runs(sc)
+    if only is not None:
+        unknown = sorted(set(only) - {label for label, *_ in wanted})
+        if unknown:
+            raise BadRequest(f"no policy labelled {unknown} in scenario {sc.name}; have {[w[0] for w in wanted]}")
+        wanted = [w for w in wanted if w[0] in only or w[0] == BASELINE]
+    runs = {}
+    for label, name, params, mode in wanted:
+        policy = make_policy(name, **params)
+        runs[label] = PolicyRun(label, name, policy.params(), run_events(prep, name, params, mode, seed))
+    demand = effective_demand(prep, seed)
+    oracles = {mode: solve_bound(prep, demand, mode) for mode in sorted({r.outcome.provisioning for r in runs.values()})}
+    ev = sc.events
+    sampling = f", 1 step in {ev.sample_every} simulated" if ev.sample_every > 1 else ""
+    method = APPROXIMATION.format(window=ev.window_s, warmup=ev.warmup_s, sampling=sampling) + "; " + ENERGY
+    return EventResult(sc.name, _meta(prep, seed), method, runs, oracles, sc.slo_target, sc.request.variant)
+
+
+def _meta(prep: Prepared, seed: int) -> dict[str, Any]:
+    sc = prep.scenario
+    pools = {}
+    for pool, m in zip(prep.topology.pools, prep.pool_models):
+        pools[pool.name] = {
+            "region": pool.region, "hardware": pool.hardware, "capacity_rps": pool.capacity_rps,
+            "replicas": {"min": m.replicas_min, "max": m.replicas_max, "initial": m.replicas_initial},
+            "replica_capacity_rps": m.replica_capacity_rps, "servers_per_replica": m.servers_per_replica,
+            "idle_w_per_replica": m.idle_w_per_replica, "idle_source": m.idle_source, "startup_s": m.startup_s,
+            "batch_delay_ms": m.batch_delay_ms, "service": {v: s.describe() for v, s in m.service.items()},
+            "energy": {v: c.to_dict() for v, c in pool.energy.items()},
+        }
+    mean = float(prep.demand_rps.sum(axis=1).mean())
     return {
         "start": sc.start.isoformat(),
         "duration_h": sc.duration_h,
         "steps": len(prep.times),
         "step_min": sc.step_min,
+        "seed": seed,
         "slo_p99_ms": sc.slo_p99_ms,
-        "mean_rps": float(prep.demand_rps.sum(axis=1).mean()),
+        "slo_target": sc.slo_target,
+        "provisioning": sc.provisioning,
+        "mean_rps": mean if math.isfinite(mean) else None,
         "requests": float(prep.demand_rps.sum() * prep.step_s),
         "traces": prep.trace_sources,
-        "pools": {p.name: {"region": p.region, "hardware": p.hardware, "capacity_rps": p.capacity_rps} for p in prep.topology.pools},
+        "intensity_lag_min": sc.intensity_lag_min,
+        "gateway": sc.gateway.model_dump(),
+        "arrivals": sc.arrivals.model_dump(),
+        "events": sc.events.model_dump(),
+        "autoscaling": sc.autoscaling.model_dump(),
+        "pools": pools,
     }
-
-
-def format_table(result: SimResult) -> str:
-    """A readable comparison: one row per policy and one for the oracle's lower bound."""
-    m = result.meta
-    pools = list(m["pools"])
-    head = (
-        f"scenario {result.scenario}: {m['start']} for {m['duration_h']:g} h, {m['steps']} steps of "
-        f"{m['step_min']:g} min, mean {m['mean_rps']:.0f} rps, SLO p99 {m['slo_p99_ms']:g} ms"
-    )
-    cols = ["policy", "µgCO2e/req", "mJ/req", "p99 ms", "SLO att.", "vs RR", "vs oracle"] + [f"%{p}" for p in pools]
-    rows = []
-    for label, o in result.policies.items():
-        rr = result.vs_baseline(label)
-        rows.append(
-            [label, f"{o.carbon_g_per_request * 1e6:.3f}", f"{o.energy_j_per_request * 1e3:.2f}", _ms(o.p99_latency_ms),
-             f"{o.slo_attainment:.4f}", "-" if rr is None else f"{rr:+.1%}", f"{result.vs_oracle(label):+.1%}"]
-            + [f"{o.share_by_pool[p]:.0%}" for p in pools]
-        )
-    o = result.oracle
-    rows.append(
-        ["oracle (bound)", f"{result.oracle_bound_carbon_g_per_request * 1e6:.3f}",
-         f"{result.oracle_bound_energy_j_per_request * 1e3:.2f}", _ms(o.p99_latency_ms), f"{o.slo_attainment:.4f}", "", ""]
-        + [f"{o.share_by_pool[p]:.0%}" for p in pools]
-    )
-    widths = [max(len(str(r[i])) for r in [cols] + rows) for i in range(len(cols))]
-    lines = [head, "  ".join(c.ljust(w) for c, w in zip(cols, widths))]
-    lines += ["  ".join(str(c).ljust(w) for c, w in zip(r, widths)) for r in rows]
-    lines.append(
-        f"oracle: capacity/SLO binds in {result.oracle_binding_steps} of {m['steps']} steps; "
-        f"SLO relaxed in {result.oracle_relaxed_steps}"
-    )
-    lines.append(f"({METHOD})")
-    return "\n".join(lines)
-
-
-def _ms(v: float) -> str:
-    return "inf" if math.isinf(v) else f"{v:.1f}"

@@ -1,22 +1,33 @@
 """Scenario files: validated schema, the topology they imply, replayed traces and the arrival process.
 
-A scenario (paths in ``traces`` are relative to the scenario file)::
+A scenario (paths in ``traces`` and ``samples`` are relative to the scenario file)::
 
     name: week-eu
     start: 2020-02-17T00:00:00Z
     duration_h: 168
-    step_min: 15                 # time step of the fluid model
-    slices_per_client: 20        # each client's traffic per step is routed in this many slices
+    step_min: 15                 # demand and intensity are held for one step
+    simulation: events           # or fluid (the old rate model, M/M/c formula latency)
+    provisioning: load-autoscaled  # or always-on; policy (carbon-aware) is issue 14
     slo_p99_ms: 50
+    slo_target: 0.99             # attainment a policy needs to be compared with the oracle
     traces: {DE: ../../../shared/data/grid/DE_2020H1.csv, FR: ..., GB: ...}
     workload: {mean_rps: 1000, diurnal_amplitude: 0.5, peak_hour_utc: 13, noise: 0.05, seed: 7}
     clients:
       - {region: DE, share: 0.5, rtt_ms: {DE: 3, FR: 12, GB: 16}}
     pools:
-      - {name: fr-x86, region: FR, hardware: x86, capacity_rps: 700, service_ms: 8, pue: 1.2,
-         energy_j_per_request: {idle_w: 3, dynamic_j: 0.015, source: "..."}}
+      - {name: fr-x86, region: FR, hardware: x86, service_ms: 8, pue: 1.2,
+         replicas: {min: 1, max: 4, initial: 1}, replica_capacity_rps: 500, startup_s: 30,
+         idle_w_per_replica: 2.96, service: {dist: lognormal, mean_ms: 8, p99_ms: 16}, batch_delay_ms: 0,
+         energy_j_per_request: {idle_w: 11.84, dynamic_j: 0.015, source: "..."}}
     policies: [round-robin, lowest-carbon, {name: weighted, params: {weights: {carbon: 1, latency: 1}}}]
-    # optional: request (model/variant/allowed_variants/tenant), budget, outages, intensity_lag_min
+    # optional: request (model/variant/allowed_variants/tenant), budget, outages, intensity_lag_min,
+    # gateway {ingress_replicas, decision_cadence_ms, overhead_ms, rtt_jitter_ms},
+    # arrivals {process: poisson | mmpp, burst_factor, burst_fraction, mean_burst_s},
+    # events {window_s, warmup_s, sample_every}, autoscaling {target_utilisation}
+
+Pool defaults, from the older keys: one replica (``capacity_rps``), ``idle_w_per_replica`` the
+preferred variant's curve ``idle_w / replicas.max`` (0 for tables), service exponential with mean
+``service_ms`` (what the policies' M/M/c model assumes), no batching delay, no startup time.
 """
 
 from __future__ import annotations
@@ -32,7 +43,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from routing.intensity.traces import Trace, load_trace
 from routing.policies import make_policy
-from routing.topology import Pool, Topology, curve_from_spec, validation_message
+from routing.simulator.provisioning import PoolModel, check_mode
+from routing.simulator.service import ServiceTime
+from routing.topology import ANY_VARIANT, Pool, Topology, curve_from_spec, validation_message
 from wattgate.errors import BadRequest
 from wattgate.yamlfile import read_yaml
 
@@ -58,27 +71,94 @@ class Client(_Strict):
     rtt_ms: dict[str, float]
 
 
+class ServiceSpec(_Strict):
+    dist: Literal["lognormal", "exponential", "deterministic", "empirical"]
+    mean_ms: float | None = Field(None, gt=0)
+    p99_ms: float | None = Field(None, gt=0)
+    samples: str | None = None
+    source: str | None = None
+
+
+class Replicas(_Strict):
+    min: int = Field(1, ge=0)
+    max: int = Field(1, ge=1)
+    initial: int | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "Replicas":
+        if self.min > self.max or not (self.initial is None or self.min <= self.initial <= self.max):
+            raise ValueError(f"replicas need min <= initial <= max, got {self.min}, {self.initial}, {self.max}")
+        return self
+
+
 class ScenarioPool(_Strict):
     name: str
     region: str
     hardware: Literal["x86", "arm", "gpu", "tpu"]
-    capacity_rps: float = Field(gt=0)
+    capacity_rps: float | None = Field(None, gt=0)
     service_ms: float = Field(gt=0)
     pue: float = Field(1.0, ge=1, le=3)
     energy_j_per_request: Any = None
     energy_by_variant: dict[str, Any] | None = None
+    replicas: Replicas | None = None
+    replica_capacity_rps: float | None = Field(None, gt=0)
+    idle_w_per_replica: float | None = Field(None, ge=0)
+    startup_s: float = Field(0.0, ge=0)
+    service: ServiceSpec | None = None
+    service_by_variant: dict[str, ServiceSpec] = Field(default_factory=dict)
+    batch_delay_ms: float = Field(0.0, ge=0)
 
     @model_validator(mode="after")
     def _one_energy(self) -> "ScenarioPool":
         if (self.energy_j_per_request is None) == (self.energy_by_variant is None):
             raise ValueError(f"pool {self.name}: give exactly one of energy_j_per_request or energy_by_variant")
+        n = self.replicas.max if self.replicas else 1
+        if self.capacity_rps is None:
+            if self.replica_capacity_rps is None:
+                raise ValueError(f"pool {self.name}: give capacity_rps or replica_capacity_rps")
+            self.capacity_rps = n * self.replica_capacity_rps
+        elif self.replica_capacity_rps is None:
+            self.replica_capacity_rps = self.capacity_rps / n
+        elif abs(self.capacity_rps - n * self.replica_capacity_rps) > 1e-6 * self.capacity_rps:
+            raise ValueError(f"pool {self.name}: capacity_rps {self.capacity_rps:g} != replicas.max x replica_capacity_rps")
         return self
+
+
+class Gateway(_Strict):
+    """What the live gateway is like: its replicas each route a share of the traffic on their own view."""
+
+    ingress_replicas: int = Field(1, ge=1, le=64)
+    decision_cadence_ms: float = Field(100.0, ge=0)
+    overhead_ms: float = Field(0.5, ge=0)
+    rtt_jitter_ms: float = Field(0.0, ge=0)  # mean of an exponential added to each request's RTT
+
+
+class Arrivals(_Strict):
+    """Poisson within a step, or a two-state MMPP: bursts at ``burst_factor`` x the calm rate."""
+
+    process: Literal["poisson", "mmpp"] = "poisson"
+    burst_factor: float = Field(4.0, gt=1)
+    burst_fraction: float = Field(0.1, gt=0, lt=1)
+    mean_burst_s: float = Field(0.5, gt=0)
+
+
+class Events(_Strict):
+    """The event simulator simulates ``window_s`` (after ``warmup_s``) of one step in ``sample_every``."""
+
+    window_s: float = Field(1.0, gt=0, le=600)
+    warmup_s: float = Field(0.5, ge=0, le=600)
+    sample_every: int = Field(1, ge=1)
+
+
+class Autoscaling(_Strict):
+    target_utilisation: float = Field(0.7, gt=0, le=1)
 
 
 class PolicySpec(_Strict):
     name: str
     params: dict[str, Any] = Field(default_factory=dict)
     label: str | None = None
+    provisioning: Literal["always-on", "load-autoscaled", "policy"] | None = None
 
     @property
     def key(self) -> str:
@@ -110,7 +190,10 @@ class Scenario(_Strict):
     duration_h: float = Field(gt=0, le=24 * 366)
     step_min: float = Field(15.0, gt=0, le=24 * 60)
     slices_per_client: int = Field(20, ge=1, le=1000)
+    simulation: Literal["events", "fluid"] = "events"
+    provisioning: Literal["always-on", "load-autoscaled", "policy"] = "load-autoscaled"
     slo_p99_ms: float = Field(gt=0)
+    slo_target: float = Field(0.99, gt=0, le=1)
     intensity_lag_min: float = Field(0.0, ge=0)
     traces: dict[str, str]
     workload: Workload
@@ -120,6 +203,10 @@ class Scenario(_Strict):
     request: RequestSpec = RequestSpec()
     budget: BudgetSpec | None = None
     outages: list[Outage] = Field(default_factory=list)
+    gateway: Gateway = Gateway()
+    arrivals: Arrivals = Arrivals()
+    events: Events = Events()
+    autoscaling: Autoscaling = Autoscaling()
 
     @field_validator("start")
     @classmethod
@@ -153,6 +240,9 @@ class Scenario(_Strict):
                 raise ValueError(f"outage names unknown pool {o.pool!r}")
         for p in self.policies:
             make_policy(p.name, **p.params)
+        if self.simulation == "events":
+            for mode in {self.provisioning, *(p.provisioning for p in self.policies if p.provisioning)}:
+                check_mode(mode)
         return self
 
 
@@ -169,6 +259,7 @@ class Prepared:
     observed_g_per_kwh: np.ndarray  # [step, pool] what a live provider reports (lagged)
     healthy: np.ndarray  # [step, pool] bool
     trace_sources: dict[str, str]
+    pool_models: tuple[PoolModel, ...] = ()  # the event simulator's view of each pool
 
     @property
     def client_regions(self) -> tuple[str, ...]:
@@ -243,5 +334,31 @@ def prepare(sc: Scenario, base_dir: Path, traces: dict[str, Trace] | None = None
         j = topo.names.index(o.pool)
         healthy[(offsets_h >= o.start_h) & (offsets_h < o.end_h), j] = False
     return Prepared(
-        sc, topo, times, step_s, demand, actual, observed, healthy, {r: t.source for r, t in loaded.items()}
+        sc, topo, times, step_s, demand, actual, observed, healthy, {r: t.source for r, t in loaded.items()},
+        tuple(pool_model(sc, p, topo.pool(p.name), base_dir) for p in sc.pools),
+    )
+
+
+def pool_model(sc: Scenario, spec: ScenarioPool, pool: Pool, base_dir: Path) -> PoolModel:
+    """Replicas, idle power and service times of one pool, with the defaults the module names."""
+    where = f"pool {spec.name}"
+    reps = spec.replicas or Replicas()
+    curve = pool.curve(sc.request.variant) if pool.serves(sc.request.variant) else next(iter(pool.energy.values()))
+    if spec.idle_w_per_replica is not None:
+        idle_w, idle_source = spec.idle_w_per_replica, "scenario"
+    elif curve.idle_w is not None:
+        idle_w, idle_source = curve.idle_w / reps.max, f"curve idle_w / {reps.max} replica(s) ({curve.source or curve.method})"
+    else:
+        idle_w, idle_source = 0.0, "none given (table curve): idle not charged"
+    default = spec.service or ServiceSpec(dist="exponential", mean_ms=spec.service_ms, source="default: exponential, mean service_ms")
+    service = {ANY_VARIANT: ServiceTime.from_spec(default.model_dump(), base_dir, where)}
+    for variant, s in spec.service_by_variant.items():
+        service[variant] = ServiceTime.from_spec(s.model_dump(), base_dir, f"{where} variant {variant}")
+    mean_ms = service.get(sc.request.variant, service[ANY_VARIANT]).mean_ms
+    rc = spec.replica_capacity_rps
+    return PoolModel(
+        name=spec.name, replicas_min=reps.min, replicas_max=reps.max,
+        replicas_initial=reps.min if reps.initial is None else reps.initial, replica_capacity_rps=rc,
+        idle_w_per_replica=idle_w, idle_source=idle_source, startup_s=spec.startup_s,
+        servers_per_replica=max(1, round(rc * mean_ms / 1000.0)), batch_delay_ms=spec.batch_delay_ms, service=service,
     )

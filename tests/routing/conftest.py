@@ -51,6 +51,8 @@ def small_scenario(tmp_path):
     """small_scenario(**overrides) -> path of a 12-hour, two-region scenario on synthetic traces.
 
     FR is clean but small; DE is dirtier and large; at the diurnal peak FR cannot take everything.
+    Simulated event-level by default (one replica per pool, exponential service of ``service_ms``);
+    pass ``simulation="fluid"`` for the fluid model.
     """
     start = datetime(2020, 3, 2, tzinfo=timezone.utc)
     hours = 14
@@ -81,6 +83,8 @@ def small_scenario(tmp_path):
             ],
             "policies": ["round-robin", "lowest-carbon", "latency-first",
                          {"name": "weighted", "params": {"weights": {"carbon": 1, "latency": 1}}}],
+            # Event simulator: short windows, every other step, so a run is ~10k requests (fast tests).
+            "events": {"window_s": 0.4, "warmup_s": 0.2, "sample_every": 2},
         }
         data.update(overrides)
         path = tmp_path / f"scenario-{len(list(tmp_path.glob('scenario-*.yaml')))}.yaml"

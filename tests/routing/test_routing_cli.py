@@ -127,14 +127,46 @@ def test_simulate_prints_json_and_a_table(small_scenario, capsys):
     path = small_scenario()
     assert run_cli("simulate", str(path), "--json") == 0
     out = json.loads(capsys.readouterr().out)
-    assert set(out["policies"]) == {"round-robin", "lowest-carbon", "latency-first", "weighted"}
-    for entry in [*out["policies"].values(), out["oracle"]]:
-        assert {"carbon_g_per_request", "energy_j_per_request", "p99_latency_ms", "slo_attainment",
-                "share_by_pool"} <= set(entry)
+    assert out["simulation"] == "events" and out["baseline"] == "round-robin/autoscaled"
+    # A plain round-robin in the list becomes the two baselines.
+    assert set(out["policies"]) == {"round-robin/autoscaled", "round-robin/always-on", "lowest-carbon",
+                                    "latency-first", "weighted"}
+    for entry in out["policies"].values():
+        assert {"carbon_g_per_request", "energy_j_per_request", "p99_latency_ms", "slo_attainment", "share_by_pool",
+                "idle_energy_j_per_request", "active_energy_j_per_request", "shed_fraction", "vs_baseline",
+                "vs_oracle", "oracle_comparable"} <= set(entry)
         assert sum(entry["share_by_pool"].values()) == pytest.approx(1.0)
+        assert entry["idle_energy_j_per_request"] + entry["active_energy_j_per_request"] == pytest.approx(
+            entry["energy_j_per_request"])
+        assert (entry["vs_oracle"] == "n/a") == (not entry["oracle_comparable"])
+        assert entry["oracle_comparable"] or entry["oracle_not_comparable"]
+    assert out["policies"]["round-robin/autoscaled"]["vs_baseline"] == 0.0
+    for bound in out["oracle"].values():
+        assert bound["is_bound"] and sum(bound["share_by_pool"].values()) == pytest.approx(1.0)
     assert run_cli("simulate", str(path)) == 0
     table = capsys.readouterr().out
-    assert "lowest-carbon" in table and "oracle" in table
+    assert "lowest-carbon" in table and "oracle (bound)" in table and "event-level" in table
+
+
+def test_simulate_fluid_keeps_the_old_model_on_request(small_scenario, capsys):
+    assert run_cli("simulate", str(small_scenario(simulation="fluid")), "--json") == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["simulation"] == "fluid" and "M/M/c queueing formula" in out["method"]
+    lc = out["policies"]["lowest-carbon"]
+    assert isinstance(lc["vs_oracle"], float) and lc["oracle_comparable"]
+    assert {"idle_energy_j_per_request", "active_energy_j_per_request", "shed_fraction", "vs_baseline"} <= set(lc)
+
+
+def test_simulate_spread_over_weeks_and_seeds(small_scenario, capsys):
+    path = small_scenario(duration_h=3, events={"window_s": 0.3, "warmup_s": 0.1})
+    assert run_cli("simulate", str(path), "--weeks", "all", "--seeds", "2", "--policies", "lowest-carbon", "--json") == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["weeks"] == ["2020-03-02"] and out["seeds"] == [7, 8] and out["runs"] == 2  # the traces cover one day
+    assert set(out["policies"]) == {"round-robin/autoscaled", "lowest-carbon"}
+    carbon = out["policies"]["lowest-carbon"]["carbon_g_per_request"]
+    assert carbon["n"] == 2 and carbon["min"] <= carbon["mean"] <= carbon["max"]
+    assert carbon["ci95_low"] <= carbon["mean"] <= carbon["ci95_high"]
+    assert out["policies"]["lowest-carbon"]["vs_baseline"]["mean"] < 0
 
 
 def test_simulate_reports_a_bad_scenario(tmp_path, capsys):

@@ -1,4 +1,5 @@
-"""The simulator on small synthetic scenarios: determinism, the oracle's bound, outages, budgets."""
+"""The fluid model (``simulation: fluid``) on small synthetic scenarios: determinism, its SLO-capped oracle,
+outages, budgets. The event simulator has its own tests (test_routing_events.py)."""
 
 from __future__ import annotations
 
@@ -16,18 +17,20 @@ from routing.simulator.scenario import load_scenario, prepare
 from wattgate.errors import BadRequest
 
 
-def test_same_seed_same_result_other_seed_other_result(small_scenario):
-    a = simulate(small_scenario()).to_dict()
-    b = simulate(small_scenario()).to_dict()
+@pytest.mark.parametrize("simulation", ["fluid", "events"])
+def test_same_seed_same_result_other_seed_other_result(small_scenario, simulation):
+    a = simulate(small_scenario(simulation=simulation)).to_dict()
+    b = simulate(small_scenario(simulation=simulation)).to_dict()
     assert a == b
-    other = small_scenario(workload={"mean_rps": 3000, "diurnal_amplitude": 0.4, "peak_hour_utc": 6, "noise": 0.1, "seed": 8})
+    other = small_scenario(simulation=simulation,
+                           workload={"mean_rps": 3000, "diurnal_amplitude": 0.4, "peak_hour_utc": 6, "noise": 0.1, "seed": 8})
     c = simulate(other).to_dict()
     assert c["requests"] != a["requests"]
     assert c["policies"]["lowest-carbon"]["carbon_g_per_request"] != a["policies"]["lowest-carbon"]["carbon_g_per_request"]
 
 
 def test_oracle_is_below_every_policy_and_meets_the_slo(small_scenario):
-    r = simulate(small_scenario())
+    r = simulate(small_scenario(simulation="fluid"))
     bound = r.oracle_bound_carbon_g_per_request
     for label, o in r.policies.items():
         assert bound <= o.carbon_g_per_request * (1 + 1e-9), label
@@ -85,7 +88,7 @@ def test_table_curve_oracle_is_a_lower_bound_not_attained(small_scenario):
         {"name": "de-gpu", "region": "DE", "hardware": "gpu", "capacity_rps": 5000, "service_ms": 8, "pue": 1.2,
          "energy_j_per_request": table},
     ]
-    r = simulate(small_scenario(pools=pools))
+    r = simulate(small_scenario(pools=pools, simulation="fluid"))
     assert r.oracle_bound_carbon_g_per_request < r.oracle.carbon_g_per_request
     assert r.oracle.energy_method == "measured"
     for o in r.policies.values():
@@ -114,6 +117,7 @@ def test_carbon_budget_switches_to_int8_in_the_simulator(small_scenario):
 
     def run(budget_g):
         return simulate(small_scenario(
+            simulation="fluid",
             pools=pools,
             request={"model": "m", "variant": "fp32", "allowed_variants": ["int8"], "tenant": "acme"},
             budget={"scope": "tenant", "carbon_g": budget_g, "period_h": 6},
