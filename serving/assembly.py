@@ -152,6 +152,7 @@ def build_router(
     router = GreenRouter(
         topology, control, intensity, executors, profiles, rs.slo_ms, rs.default_client_region,
         BudgetTracker(settings.budgets.models_g, settings.budgets.period_s),
+        ingress_replicas=s.ingress_replicas,  # each replica sees ~1/N of the traffic and bounds its share
     )
     log.info("routing: %s over pools %s", rs.policy, [p.name for p in topology.pools])
     placements = {

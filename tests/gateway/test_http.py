@@ -11,11 +11,17 @@ import pytest
 
 from gateway.admin import AdminApi
 from gateway.http import HttpApi
+from wattgate.errors import Overloaded
 
 
 @pytest.fixture
-def api(make_plane):
-    parts = make_plane()
+def plane(make_plane):
+    return make_plane()
+
+
+@pytest.fixture
+def api(plane):
+    parts = plane
 
     async def metrics_text() -> str:
         return "# no metrics\n"
@@ -56,3 +62,14 @@ def test_admin_routes_need_loopback_without_a_key(api):
     assert _call(api, "POST", "/v2/repository/index", client="10.1.2.3")[0] == 403
     status, _, doc = _call(api, "POST", "/v2/repository/index")
     assert status == 200 and {"name": "digits", "version": "1", "state": "READY", "reason": ""} in doc
+
+
+def test_a_shed_request_gets_503_with_retry_after_and_is_counted(api, plane, monkeypatch):
+    def overloaded(*args, **kwargs):
+        raise Overloaded("every pool is at its in-flight bound", retry_after_s=2.2)
+
+    monkeypatch.setattr(plane.dataplane.router, "route", overloaded)
+    body = json.dumps({"inputs": [{"name": "pixels", "datatype": "FP32", "shape": [1, 64], "data": [0.0] * 64}]})
+    status, headers, doc = _call(api, "POST", "/v2/models/digits/infer", body.encode())
+    assert (status, headers["retry-after"]) == (503, "3") and "in-flight bound" in doc["error"]
+    assert plane.metrics.snapshot()["wattgate_shed_requests_total"]["series"] == [[["digits"], 1.0]]

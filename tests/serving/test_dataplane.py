@@ -170,3 +170,25 @@ def test_the_response_id_header_and_ledger_row_share_one_id(make_plane, pixels, 
     plane.ledger_sink.ledger.flush()
     ids = {r.request_id for r in plane.ledger_sink.ledger.records(limit=None)}
     assert {"client-42", "from-header"} <= ids
+
+
+def test_under_overload_requests_are_shed_with_retry_after_and_no_accepted_one_is_lost(make_plane, pixels):
+    from wattgate.errors import Overloaded
+
+    plane = make_plane(cache={"enabled": False})
+
+    async def burst():
+        return await asyncio.gather(
+            *(plane.dataplane.infer("digits", None, _body(pixels[i % 100 : i % 100 + 1]), {}) for i in range(400)),
+            return_exceptions=True,
+        )
+
+    results = asyncio.run(burst())
+    shed = [r for r in results if isinstance(r, Overloaded)]
+    served = [json.loads(r[0]) for r in results if isinstance(r, tuple)]
+    assert len(shed) + len(served) == 400  # nothing else went wrong
+    assert shed and served  # the bounds bit, and traffic within them was served
+    assert all(r.retry_after_s >= 1 for r in shed)
+    assert all(d["outputs"][1]["data"] for d in served)
+    series = plane.metrics.snapshot()["wattgate_shed_requests_total"]["series"]
+    assert series == [[["digits"], float(len(shed))]]
