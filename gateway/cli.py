@@ -10,9 +10,10 @@ import threading
 from pathlib import Path
 
 from gateway.request_id import CALLBACK
-from wattgate.net import free_port
+from wattgate.net import free_port, free_port_range
 
 log = logging.getLogger("wattgate.serve")
+_INGRESS_PORTS = 64  # direct-ingress ports per gateway: one per replica on a node, with room to restart
 
 
 def register(sub) -> None:
@@ -29,7 +30,21 @@ def proxy_env(proxy: str) -> dict[str, str]:
     HAProxy's stats/metrics ports and its socket and config files default to fixed values
     (8404, 9101, /tmp/haproxy-serve); give each gateway its own so two can run on one machine.
     """
-    one_id = {"RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH": CALLBACK}  # one X-Request-Id per response
+    # One X-Request-Id per response; and ports of this gateway's own for the replicas' direct ingress
+    # (Serve starts every cluster's at 30000 and 40000) and for the fallback proxy, so two gateways on
+    # one machine (or a gateway and a test cluster) never answer each other's requests.
+    http_lo, grpc_lo = free_port_range(_INGRESS_PORTS), free_port_range(_INGRESS_PORTS)
+    one_id = {
+        "RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH": CALLBACK,
+        "RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT": str(http_lo),
+        "RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT": str(http_lo + _INGRESS_PORTS - 1),
+        "RAY_SERVE_DIRECT_INGRESS_MIN_GRPC_PORT": str(grpc_lo),
+        "RAY_SERVE_DIRECT_INGRESS_MAX_GRPC_PORT": str(grpc_lo + _INGRESS_PORTS - 1),
+        # Serve's fallback proxy (8500/9500 by default) binds with SO_REUSEPORT: two clusters on those
+        # ports split each other's connections, so a request could be answered by another gateway.
+        "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT": str(free_port()),
+        "RAY_SERVE_FALLBACK_PROXY_GRPC_PORT": str(free_port()),
+    }
     if proxy != "haproxy":
         return one_id
     import tempfile
