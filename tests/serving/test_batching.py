@@ -7,9 +7,9 @@ import asyncio
 import numpy as np
 import pytest
 
-from energy.attribution import RequestEnergy
 from models.work import WorkItem
 from serving.batching import TensorBatcher
+from serving_fakes import OneJoulePerBatch
 from wattgate.errors import BackendError
 
 
@@ -25,17 +25,6 @@ class DoublingRuntime:
             raise BackendError("negative input")
         self.batches.append(x.shape[0])
         return {"y": x * 2}
-
-
-class OneJoulePerBatch:
-    """Charges each batch one joule, split by work units (the attributor's interface)."""
-
-    def begin_batch(self):
-        return None
-
-    def charge_batch(self, units, token=None):
-        total = sum(units)
-        return [RequestEnergy(u / total, u / total, 0.0, "test", False, len(units), u / total) for u in units]
 
 
 charge = OneJoulePerBatch()

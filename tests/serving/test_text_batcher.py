@@ -9,9 +9,9 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from energy.attribution import RequestEnergy
 from models.work import TextWorkItem
 from serving.text_batcher import LengthGroupedBatcher, SentenceQueue, _Row
+from serving_fakes import OneJoulePerBatch
 from wattgate.errors import BackendError
 
 
@@ -37,17 +37,6 @@ class MeanRuntime:
         self.shapes.append(ids.shape)
         mean = (ids * mask).sum(1, keepdims=True) / mask.sum(1, keepdims=True)
         return {"mean": mean.astype(np.float32)}
-
-
-class OneJoulePerBatch:
-    """Charges each batch one joule, split by work units (the attributor's interface)."""
-
-    def begin_batch(self):
-        return None
-
-    def charge_batch(self, units, token=None):
-        total = sum(units)
-        return [RequestEnergy(u / total, u / total, 0.0, "test", False, len(units), u / total) for u in units]
 
 
 charge = OneJoulePerBatch()
