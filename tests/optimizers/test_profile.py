@@ -1,7 +1,5 @@
-import time
 
 import numpy as np
-import pytest
 
 from optimizers.profile import energy_per_inference, matmul_flops_per_token, measure_batch, profile_variant
 from optimizers.settings import ProfileSettings
