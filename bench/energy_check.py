@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import re
 import statistics
 import time
 from pathlib import Path
@@ -28,6 +27,7 @@ import numpy as np
 from bench.settings import BenchSettings
 from bench.systems import discover_models, start_wattgate
 from loadtests.aioload import run_load
+from loadtests.scrape import ENERGY, MetricsDelta, scrape
 
 JSON = {"content-type": "application/json"}
 
@@ -39,15 +39,9 @@ def _body(value: float, rid: str | None = None) -> bytes:
     return json.dumps(doc).encode()
 
 
-def _metrics(base: str) -> dict[str, float]:
-    out: dict[str, float] = {}
-    for line in httpx.get(f"{base}/metrics", timeout=10).text.splitlines():
-        m = re.match(r"^([a-zA-Z_:]+)(\{[^}]*\})? ([0-9.eE+-]+)$", line)
-        if m:
-            key = m.group(1) + ("{active}" if 'kind="active"' in (m.group(2) or "") else
-                                "{idle}" if 'kind="idle"' in (m.group(2) or "") else "")
-            out[key] = out.get(key, 0.0) + float(m.group(3))
-    return out
+def _total(after: dict, name: str, before: dict | None = None, **match: str) -> float:
+    """Sum of ``name``'s series matching ``match`` (what changed since ``before``, when given); 0 if absent."""
+    return MetricsDelta(before or {}, after).total(name, **match) or 0.0
 
 
 def _spread(values: list[float]) -> dict[str, float]:
@@ -58,8 +52,7 @@ def measure(url: str, base: str, repeats: int, load_s: float) -> dict:
     client = httpx.Client(timeout=30, headers=JSON)
     infer = lambda v: client.post(url, content=_body(v)).json()["parameters"]  # noqa: E731
     out: dict = {"energy_method": "cpu-time-model (modelled: CCF aws-x86, 0.74 W idle / 3.5 W max per vCPU)"}
-    m0 = _metrics(base)
-    out["startup_j"] = m0.get("wattgate_startup_energy_joules_total", 0.0)
+    out["startup_j"] = _total(scrape(base), "wattgate_startup_energy_joules_total")
     first = infer(0.5)
     out["first_request"] = {k: first[k] for k in ("energy_j", "energy_active_j", "energy_idle_j")}
     lone = []
@@ -73,12 +66,12 @@ def measure(url: str, base: str, repeats: int, load_s: float) -> dict:
     for i in range(20):
         misses.append(infer(2000.0 + i))
         time.sleep(0.2)
-    before = _metrics(base).get("wattgate_energy_avoided_joules_total", 0.0)
+    before = scrape(base)
     hits = []
     for i in range(20):
         hits.append(infer(2000.0 + i))
         time.sleep(0.2)
-    avoided = _metrics(base).get("wattgate_energy_avoided_joules_total", 0.0) - before
+    avoided = _total(scrape(base), "wattgate_energy_avoided_joules_total", before)
     assert {h["cache"] for h in hits} == {"hit"}
     out["low_load"] = {
         "miss_active_j": _spread([p["energy_active_j"] for p in misses]),
@@ -89,28 +82,27 @@ def measure(url: str, base: str, repeats: int, load_s: float) -> dict:
     # Under load: c=16 closed loop, fresh inputs (misses), then a small set repeated (hits).
     rng = np.random.default_rng(0)
     fresh = lambda i: (_body(float(rng.integers(0, 1 << 30)), f"load-miss-{i}"), JSON)  # noqa: E731
-    m1 = _metrics(base)
+    m1 = scrape(base)
     miss_run = asyncio.run(run_load(url, fresh, 16, load_s))
-    m2 = _metrics(base)
-    n_miss = m2["wattgate_requests_total"] - m1["wattgate_requests_total"]
+    m2 = scrape(base)
+    n_miss = _total(m2, "wattgate_requests_total", m1)
     warm = [client.post(url, content=_body(3000.0 + i)) for i in range(32)]  # noqa: F841
-    m3 = _metrics(base)
+    m3 = scrape(base)
     hit_run = asyncio.run(run_load(url, lambda i: (_body(3000.0 + i % 32), JSON), 16, load_s))
-    m4 = _metrics(base)
-    n_hit = m4["wattgate_requests_total"] - m3["wattgate_requests_total"]
+    m4 = scrape(base)
+    n_hit = _total(m4, "wattgate_requests_total", m3)
     out["under_load_c16"] = {
         "miss_rps": miss_run.requests_per_s, "hit_rps": hit_run.requests_per_s,
-        "miss_active_j_per_request": (m2["wattgate_energy_joules_total{active}"] - m1["wattgate_energy_joules_total{active}"]) / n_miss,
-        "miss_idle_j_per_request": (m2["wattgate_energy_joules_total{idle}"] - m1["wattgate_energy_joules_total{idle}"]) / n_miss,
-        "hit_energy_j_per_request": (m4["wattgate_energy_joules_total{active}"] + m4["wattgate_energy_joules_total{idle}"]
-                                     - m3["wattgate_energy_joules_total{active}"] - m3["wattgate_energy_joules_total{idle}"]) / n_hit,
-        "avoided_per_hit_j": (m4.get("wattgate_energy_avoided_joules_total", 0) - m3.get("wattgate_energy_avoided_joules_total", 0)) / n_hit,
+        "miss_active_j_per_request": _total(m2, ENERGY, m1, kind="active") / n_miss,
+        "miss_idle_j_per_request": _total(m2, ENERGY, m1, kind="idle") / n_miss,
+        "hit_energy_j_per_request": _total(m4, ENERGY, m3) / n_hit,
+        "avoided_per_hit_j": _total(m4, "wattgate_energy_avoided_joules_total", m3) / n_hit,
     }
-    end = _metrics(base)
-    metered = end["wattgate_metered_energy_joules_total"]
-    booked = (end["wattgate_energy_joules_total{active}"] + end["wattgate_energy_joules_total{idle}"]
-              + end.get("wattgate_startup_energy_joules_total", 0) + end.get("wattgate_unattributed_energy_joules_total", 0)
-              + end.get("wattgate_pending_energy_joules", 0))
+    end = scrape(base)
+    metered = _total(end, "wattgate_metered_energy_joules_total")
+    booked = sum(_total(end, name) for name in (
+        ENERGY, "wattgate_startup_energy_joules_total", "wattgate_unattributed_energy_joules_total",
+        "wattgate_pending_energy_joules"))
     out["conservation"] = {"metered_j": metered, "booked_j": booked, "booked_over_metered": booked / metered}
     return out
 
