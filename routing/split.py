@@ -61,6 +61,15 @@ class SplitEntry:
     decision: RouteDecision
 
 
+@dataclass(frozen=True)
+class _Fill:
+    shares: list[dict[tuple[str, str], list]]  # per class: (pool, variant) -> [share, decision]
+    errors: list[Unavailable | None]
+    spills: list[list]
+    loads: dict[str, float]
+    tight: dict[str, float]
+
+
 @dataclass
 class _Class:
     request: RouteRequest
@@ -124,6 +133,12 @@ class RouterCore:
             p.name: int(bounds.get(p.name) or max(1, math.ceil(p.servers * self.slo_ms / p.service_ms / ingress_replicas)))
             for p in topology.pools
         }
+        self._base_bound = dict(self.max_in_flight)  # per ingress replica, the pool fully provisioned
+        self._warm: dict[str, tuple[int, int] | None] = {p.name: None for p in topology.pools}  # (warm, max)
+        self._others: dict[str, int | None] = {p.name: None for p in topology.pools}
+        self._cold: set[str] = set()
+        self._intent: dict[str, float] = {}
+        self._tight: dict[str, float] = {}
         self._classes: dict[RouteRequest, _Class] = {}
         self._hard_key: tuple = ()
         # Health as the plan saw it changes when a pool is marked down, or when the earliest mark expires.
@@ -135,6 +150,34 @@ class RouterCore:
         self.plans = 0  # how many plans were made (observability, tests)
 
     # -- what the gateway reports back ------------------------------------------------------------
+    def set_warm(self, pool: str, warm: int | None, max_replicas: int = 1) -> None:
+        """Warm (running) replicas of an autoscaled pool, of ``max_replicas``; None: not autoscaled.
+
+        The pool's in-flight bound scales with its warm replicas; with none it is *cold* and takes no
+        request: its planned share goes to the best warm pool (the reason says so) while the
+        autoscaler, reading :meth:`intent`, starts it.
+        """
+        self._warm[pool] = None if warm is None else (max(0, int(warm)), max(1, int(max_replicas)))
+        self._update_bound(pool)
+
+    def set_others_in_flight(self, pool: str, in_flight: int | None) -> None:
+        """Requests the other ingress replicas have in flight at ``pool`` (shared through the gateway's
+        control actor); this replica may then use the room they leave, not only its 1/N share."""
+        self._others[pool] = None if in_flight is None else max(0, int(in_flight))
+        self._update_bound(pool)
+
+    def _update_bound(self, pool: str) -> None:
+        base, warm = self._base_bound[pool], self._warm[pool]
+        bound = base if warm is None else math.ceil(base * min(warm[0], warm[1]) / warm[1])
+        others = self._others[pool]
+        if others is not None and bound > 0:
+            bound = max(bound, bound * self.ingress_replicas - others)
+        self.max_in_flight[pool] = bound
+        (self._cold.add if bound == 0 else self._cold.discard)(pool)
+
+    def is_cold(self, pool: str) -> bool:
+        return pool in self._cold
+
     def has_room(self, pool: str) -> bool:
         return self.load[pool].in_flight < self.max_in_flight[pool]
 
@@ -204,13 +247,7 @@ class RouterCore:
 
     def planned_load_rps(self, now: float) -> dict[str, float]:
         """Total load (all ingress replicas) the current plan sends to each pool."""
-        if self._hard_key != self._hard(now):
-            self._plan(now)
-        out = {name: 0.0 for name in self.topology.names}
-        for cls in self._classes.values():
-            for e in cls.entries:
-                out[e.pool] += e.weight * cls.planned_rps
-        return out
+        return {name: rps for name, (rps, _) in self.intent(now).items()}
 
     def _class(self, request: RouteRequest, now: float) -> _Class:
         if len(self._classes) >= MAX_CLASSES:
@@ -236,7 +273,7 @@ class RouterCore:
         # Backlog in eighths of the pool's in-flight bound: it sees congestion that matters for the
         # SLO, and is coarse enough that Poisson noise in the in-flight count does not flap it.
         n = self.ingress_replicas
-        return tuple(8 * self._backlog(name, now) // (self.max_in_flight[name] * n) for name in self.topology.names)
+        return tuple(8 * self._backlog(name, now) // (self._base_bound[name] * n) for name in self.topology.names)
 
     def _rates_moved(self, now: float) -> bool:
         n = self.ingress_replicas
@@ -255,11 +292,31 @@ class RouterCore:
         for req in [r for r, c in self._classes.items() if now - c.last_s > idle_s]:
             del self._classes[req]
         classes = list(self._classes.values())
+        for cls in classes:
+            cls.planned_rps = max(cls.rate_at(now) * self.ingress_replicas, MIN_RATE_RPS)
+        fill = self._fill(classes, now, self.intensity)
+        self._intent, self._tight = fill.loads, fill.tight
+        for ci, cls in enumerate(classes):
+            cls.error, cls.spill = fill.errors[ci], fill.spills[ci]
+            placed = sorted(fill.shares[ci].items(), key=lambda kv: (-kv[1][0], kv[0]))
+            total = sum(n for _, (n, _) in placed)
+            split = ", ".join(f"{pool} {n / total:.0%}" for (pool, _), (n, _) in placed) if len(placed) > 1 else ""
+            cls.entries = [
+                SplitEntry(pool, variant, n / total, d.route_reason + (f"; split {split}" if split else ""), d)
+                for (pool, variant), (n, d) in placed
+            ]
+            cls.current = [0.0] * len(cls.entries)
+
+    def _fill(self, classes: list[_Class], now: float, intensity: IntensitySource) -> _Fill:
+        """The water-filling of ``classes`` (at their ``planned_rps``) over the pools, seen through ``intensity``.
+
+        Pools are planned at their full capacity, warm or not: the result is the router's intent.
+        """
         policy = self.control.policy
         topo = self.topology
         observed = {}
         for p in topo.pools:
-            view = self.intensity.get(p.region)
+            view = intensity.get(p.region)
             # NaN: no reading; policies then never prefer this pool for its carbon.
             g = view.g_per_kwh if view.known else math.nan
             observed[p.name] = (g, now >= self.load[p.name].down_until_s, self._backlog(p.name, now), view.stale)
@@ -268,6 +325,8 @@ class RouterCore:
         model_b, tenant_b = self.budgets.states(), self.budgets.tenant_states()
         k = self.slices_per_class
         shares: list[dict[tuple[str, str], list]] = [{} for _ in classes]
+        errors: list[Unavailable | None] = [None] * len(classes)
+        spills: list[list] = [[] for _ in classes]
 
         def choose(req: RouteRequest, seq: int) -> RouteDecision:
             pools = {
@@ -284,9 +343,6 @@ class RouterCore:
 
         slices, subs, last = [], [], [None] * len(classes)
         for cls in classes:
-            cls.planned_rps = max(cls.rate_at(now) * self.ingress_replicas, MIN_RATE_RPS)
-            cls.error = None
-            cls.spill = []
             slices.append(dataclasses.replace(cls.request, rate_rps=cls.planned_rps / k))
             subs.append(dataclasses.replace(cls.request, rate_rps=cls.planned_rps / (k * REFINE)))
         for j in range(k):
@@ -303,28 +359,38 @@ class RouterCore:
                     else:
                         commit(ci, slices[ci], d, 1.0 / k)
                 except Unavailable as exc:
-                    cls.error = exc
+                    errors[ci] = exc
                     continue
                 last[ci] = d.pool
-                if not cls.spill:
-                    cls.spill = [(d.pool, d.variant, d)] + [(c.pool, c.variant, d) for c in d.alternatives if c.healthy]
-        for ci, cls in enumerate(classes):
-            placed = sorted(shares[ci].items(), key=lambda kv: (-kv[1][0], kv[0]))
-            total = sum(n for _, (n, _) in placed)
-            split = ", ".join(f"{pool} {n / total:.0%}" for (pool, _), (n, _) in placed) if len(placed) > 1 else ""
-            cls.entries = [
-                SplitEntry(pool, variant, n / total, d.route_reason + (f"; split {split}" if split else ""), d)
-                for (pool, variant), (n, d) in placed
-            ]
-            cls.current = [0.0] * len(cls.entries)
+                if not spills[ci]:
+                    spills[ci] = [(d.pool, d.variant, d)] + [(c.pool, c.variant, d) for c in d.alternatives if c.healthy]
+        return _Fill(shares, errors, spills, loads, tight)
+
+    # -- what the autoscaler reads ------------------------------------------------------------------
+    def intent(self, now: float) -> dict[str, tuple[float, float]]:
+        """Per pool, ``(rps, budget_ms)``: the load the current plan sends it (all ingress replicas,
+        the pool assumed fully provisioned) and the tightest SLO budget (SLO - RTT) of that traffic."""
+        if self._hard_key != self._hard(now):
+            self._plan(now)
+        return {name: (self._intent.get(name, 0.0), self._tight.get(name, math.inf)) for name in self.topology.names}
+
+    def intent_under(self, intensity: IntensitySource, now: float) -> dict[str, float]:
+        """The load per pool the plan would send if intensities were ``intensity`` (e.g. a forecast)."""
+        classes = [c for c in self._classes.values() if now - c.last_s <= CLASS_IDLE_TAUS * self.tau_s]
+        if not classes:
+            return {name: 0.0 for name in self.topology.names}
+        return self._fill(classes, now, intensity).loads
 
     def _choose(self, cls: _Class, now: float, exclude) -> SplitEntry:
-        """Smooth weighted round-robin over the split, skipping pools that are down, excluded or full."""
+        """Smooth weighted round-robin over the split, skipping pools that are down, excluded, cold or full."""
         entries, current = cls.entries, cls.current
         best, total = -1, 0.0
+        cold = None
         for i, e in enumerate(entries):
             load = self.load[e.pool]
             if load.in_flight >= self.max_in_flight[e.pool] or now < load.down_until_s or e.pool in exclude:
+                if e.pool in self._cold:
+                    cold = e.pool
                 continue
             current[i] += e.weight
             total += e.weight
@@ -332,7 +398,10 @@ class RouterCore:
                 best = i
         if best >= 0:
             current[best] -= total
-            return entries[best]
+            chosen = entries[best]
+            if cold is not None:
+                return dataclasses.replace(chosen, reason=f"{chosen.reason}; {cold} cold (no warm replica): served by {chosen.pool}")
+            return chosen
         return self._spill(cls, now, exclude)
 
     def _spill(self, cls: _Class, now: float, exclude) -> SplitEntry:
@@ -343,12 +412,13 @@ class RouterCore:
             if self.has_room(pool):
                 why = ", ".join(full) or "planned pools unavailable"
                 return SplitEntry(pool, variant, 0.0, f"{d.route_reason}; spill to {pool}: {why}", d)
-            full.append(f"{pool} at in-flight bound {self.max_in_flight[pool]}")
+            full.append(f"{pool} cold (no warm replica)" if pool in self._cold else f"{pool} at in-flight bound {self.max_in_flight[pool]}")
         if not full:
             raise Unavailable(f"no healthy pool with room for {cls.request.model} (excluded: {sorted(exclude)})")
         # Requests drain at the pools' capacity; the first slot frees in about this long.
         excess = min(
-            (self.load[p].in_flight - self.max_in_flight[p] + 1) / self.topology.pool(p).capacity_rps * self.ingress_replicas
-            for p, _, _ in cls.spill if p not in exclude
+            ((self.load[p].in_flight - self.max_in_flight[p] + 1) / self.topology.pool(p).capacity_rps * self.ingress_replicas
+             for p, _, _ in cls.spill if p not in exclude and p not in self._cold),
+            default=1.0,  # only cold pools: one is starting
         )
         raise Overloaded(f"every pool is past capacity: {'; '.join(full)}", retry_after_s=excess)

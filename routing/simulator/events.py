@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from energy.carbon import operational_g
+from routing.autoscale import ScalingSignal, decide
 from routing.candidates import RouteRequest
 from routing.control import RoutingControl
 from routing.intensity.snapshot import IntensityView
@@ -166,6 +167,10 @@ class _Run:
         self.past = self.simulated = 0
         self.methods: set[str] = set()
         self.prev_n = [m.replicas_initial for m in prep.pool_models]
+        # provisioning: policy runs the live autoscaling policy on the routers' intent each step.
+        overhead = gw.overhead_ms + 4.6 * gw.rtt_jitter_ms  # the jitter's p99 (exponential)
+        self.specs = [m.scaling_spec(req.variant, overhead) for m in prep.pool_models]
+        self.curves = [p.curve(req.variant) if p.serves(req.variant) else None for p in topo.pools]
 
     def start_step(self, t: int) -> list[int]:
         """Routers see step t (lagged intensity, health, steady rates); returns the replicas provisioned."""
@@ -182,9 +187,24 @@ class _Run:
                     core.warm_start(r, demand[c] / len(self.cores), now0)
             core.warm_pools(now0)
         # The autoscaler provisions for the load the routers plan to send (it has converged on it).
-        planned = np.mean([list(core.planned_load_rps(now0).values()) for core in self.cores], axis=0)
-        target = sc.autoscaling.target_utilisation
-        return [m.replicas_for(planned[i], self.provisioning, target) for i, m in enumerate(prep.pool_models)]
+        intents = [core.intent(now0) for core in self.cores]
+        planned = np.mean([[rps for rps, _ in it.values()] for it in intents], axis=0)
+        budget = [min(it[name][1] for it in intents) for name in topo.names]
+        if self.provisioning == "policy":
+            total = float(planned.sum())
+            n_rep = [
+                decide(self.specs[i], self.curves[i],
+                       ScalingSignal(float(planned[i]), total, budget[i], None, self.prev_n[i], self.prev_n[i])).replicas
+                for i in range(len(topo.pools))
+            ]
+        else:
+            target = sc.autoscaling.target_utilisation
+            n_rep = [m.replicas_for(planned[i], self.provisioning, target) for i, m in enumerate(prep.pool_models)]
+        # Routers see what is provisioned: a pool with no replica is cold and takes no request.
+        for core in self.cores:
+            for i, (name, m) in enumerate(zip(topo.names, prep.pool_models)):
+                core.set_warm(name, n_rep[i], m.replicas_max)
+        return n_rep
 
     def route_window(self, t: int, n_rep: list[int], rep_s: float) -> _Window:
         """Every arrival of step t through a router and a FCFS pool; the measured ones are returned."""

@@ -10,7 +10,8 @@ held flat outside the table. Provisioning modes:
 - ``load-autoscaled``: ``ceil(load / (target_utilisation x replica_capacity_rps))`` within
   ``[min, max]``, for the load the routers plan to send the pool (the autoscaler has converged on
   it; scaling lag inside a step is not modelled);
-- ``policy``: carbon-aware autoscaling, not implemented yet (issue 14).
+- ``policy``: carbon-aware autoscaling, :func:`routing.autoscale.decide` (the live policy's code) on
+  the routers' intent for the step.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Mapping
 
 import numpy as np
 
+from routing.autoscale import ScalingSpec, active_j
 from routing.simulator.service import ServiceTime
 from routing.topology import ANY_VARIANT, EnergyCurve
 from wattgate.errors import BadRequest
@@ -31,8 +33,6 @@ MODES = ("always-on", "load-autoscaled", "policy")
 
 
 def check_mode(mode: str) -> str:
-    if mode == "policy":
-        raise BadRequest("provisioning 'policy' is not implemented yet: carbon-aware autoscaling is issue 14")
     if mode not in MODES:
         raise BadRequest(f"unknown provisioning {mode!r}; use one of {list(MODES)}")
     return mode
@@ -61,24 +61,20 @@ class PoolModel:
     def max_capacity_rps(self) -> float:
         return self.replicas_max * self.replica_capacity_rps
 
+    def scaling_spec(self, variant: str, overhead_ms: float) -> ScalingSpec:
+        """The live autoscaling policy's view of this pool (``provisioning: policy``)."""
+        return ScalingSpec(
+            min_replicas=self.replicas_min, max_replicas=self.replicas_max, initial_replicas=self.replicas_initial,
+            replica_capacity_rps=self.replica_capacity_rps, service_ms=self.service_for(variant).mean_ms,
+            idle_w_per_replica=self.idle_w_per_replica, servers_per_replica=self.servers_per_replica,
+            startup_s=self.startup_s, overhead_ms=overhead_ms + self.batch_delay_ms,
+        )
+
     def replicas_for(self, load_rps: float, mode: str, target_utilisation: float) -> int:
         if mode == "always-on":
             return self.replicas_max
         want = math.ceil(max(load_rps, 0.0) / (target_utilisation * self.replica_capacity_rps) - 1e-9)
         return int(min(self.replicas_max, max(self.replicas_min, want)))
-
-
-def _table_active(curve: EnergyCurve, rps: float, idle_w: float) -> float:
-    lo, hi = curve.points[0][0], curve.points[-1][0]
-    r = min(max(rps, lo), hi)
-    return max(curve.at(r) - idle_w / r, 0.0)
-
-
-def active_j(curve: EnergyCurve, per_replica_rps: float, idle_w_per_replica: float) -> float:
-    """Active J per request at a replica's arrival rate (idle is charged per replica-second instead)."""
-    if curve.dynamic_j is not None:
-        return curve.dynamic_j
-    return _table_active(curve, per_replica_rps, idle_w_per_replica)
 
 
 def active_j_floor(curve: EnergyCurve, idle_w_per_replica: float) -> float:
@@ -87,4 +83,4 @@ def active_j_floor(curve: EnergyCurve, idle_w_per_replica: float) -> float:
         return curve.dynamic_j
     lo, hi = curve.points[0][0], curve.points[-1][0]
     grid = np.unique(np.concatenate([np.geomspace(lo, hi, 512), [r for r, _ in curve.points]]))
-    return min(_table_active(curve, float(r), idle_w_per_replica) for r in grid)
+    return min(active_j(curve, float(r), idle_w_per_replica) for r in grid)

@@ -7,7 +7,7 @@ A scenario (paths in ``traces`` and ``samples`` are relative to the scenario fil
     duration_h: 168
     step_min: 15                 # demand and intensity are held for one step
     simulation: events           # or fluid (the old rate model, M/M/c formula latency)
-    provisioning: load-autoscaled  # or always-on; policy (carbon-aware) is issue 14
+    provisioning: load-autoscaled  # or always-on, or policy (carbon-aware: routing/autoscale.py)
     slo_p99_ms: 50
     slo_target: 0.99             # attainment a policy needs to be compared with the oracle
     traces: {DE: ../../../shared/data/grid/DE_2020H1.csv, FR: ..., GB: ...}

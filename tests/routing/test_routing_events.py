@@ -67,9 +67,10 @@ def test_idle_is_charged_for_every_provisioned_replica_second(small_scenario):
     assert lc.replica_hours["de-x86"] >= hours
 
 
-def test_provisioning_policy_is_issue_14_and_defaults_come_from_the_old_keys(small_scenario):
-    with pytest.raises(BadRequest, match="issue 14"):
-        simulate(small_scenario(provisioning="policy"))
+def test_pool_defaults_come_from_the_old_keys(small_scenario):
+    with pytest.raises(BadRequest, match="unknown provisioning"):
+        from routing.simulator.provisioning import check_mode
+        check_mode("magic")
     with pytest.raises(BadRequest, match="capacity_rps"):
         simulate(small_scenario(pools=[{**two_pools()[0], "replicas": {"max": 2}, "replica_capacity_rps": 1000}]))
     sc, base = load_scenario(small_scenario())
