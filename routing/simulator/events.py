@@ -32,10 +32,10 @@ from routing.autoscale import ScalingSignal, decide
 from routing.candidates import RouteRequest
 from routing.control import RoutingControl
 from routing.intensity.snapshot import IntensityView
+from routing.observed import BudgetTracker
 from routing.simulator.arrivals import arrivals
 from routing.simulator.provisioning import active_j, check_mode
 from routing.simulator.scenario import Prepared
-from routing.observed import BudgetTracker
 from routing.split import RouterCore
 from wattgate.errors import Unavailable
 

@@ -7,8 +7,8 @@ import math
 import pytest
 
 from routing.autoscale import ScalingSignal, ScalingSpec, decide, size_for
-from routing.control import RoutingControl
 from routing.candidates import RouteRequest
+from routing.control import RoutingControl
 from routing.intensity.snapshot import IntensityView
 from routing.split import RouterCore
 from routing.topology import EnergyCurve, Topology
