@@ -15,12 +15,7 @@ from typing import Any
 from routing.intensity.traces import Trace
 from routing.policies import make_policy
 from routing.simulator.bound import Bound, fairness, solve_bound
-from routing.simulator.events import (
-    APPROXIMATION,
-    EventOutcome,
-    effective_demand,
-    run_events,
-)
+from routing.simulator.events import APPROXIMATION, EventOutcome, effective_demand, run_events
 from routing.simulator.fluid import FluidResult, simulate_fluid
 from routing.simulator.scenario import Prepared, Scenario, load_scenario, prepare
 from wattgate.errors import BadRequest

@@ -39,26 +39,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from routing.intensity.traces import Trace, load_trace
 from routing.policies import make_policy
 from routing.simulator.provisioning import PoolModel, check_mode
 from routing.simulator.service import ServiceTime
-from routing.topology import (
-    ANY_VARIANT,
-    Pool,
-    Topology,
-    curve_from_spec,
-    validation_message,
-)
+from routing.topology import ANY_VARIANT, Pool, Topology, curve_from_spec, validation_message
 from wattgate.errors import BadRequest
 from wattgate.yamlfile import read_yaml
 
