@@ -66,3 +66,30 @@ def routing_routes(control, provider, on_intensity_change=None, publish=None) ->
         ("PUT", re.compile(r"/v2/admin/routing"), set_policy),
         ("PUT", re.compile(r"/v2/admin/intensity/clock"), set_clock),
     ]
+
+
+def autoscaling_routes(specs, sync) -> list:
+    """GET /v2/admin/autoscaling (pools, replicas, last decisions with reasons) and PUT
+    /v2/admin/autoscaling/{pool} (live min/max within the deployed bounds, headroom)."""
+    from gateway.autoscaling import check_overrides
+
+    async def show(**_):
+        view = sync.pools_view if sync is not None else {}
+        pools = {}
+        for name, spec in sorted(specs.items()):
+            pools[name] = {"settings": spec.to_dict(), **view.get("pools", {}).get(name, {})}
+        return _json(200, {"pools": pools, "decisions": view.get("decisions", [])})
+
+    async def change(name: str, body=b"", **_):
+        if name not in specs:
+            raise NotFound(f"no autoscaled pool {name[:64]!r} (autoscaled: {sorted(specs)})")
+        if sync is None:
+            raise NotFound("autoscaling changes need the gateway's control actor")
+        overrides = check_overrides(specs[name], _body(body))
+        current = await sync.set_overrides(name, overrides)
+        return _json(200, {"pool": name, "overrides": current})
+
+    return [
+        ("GET", re.compile(r"/v2/admin/autoscaling"), show),
+        ("PUT", re.compile(r"/v2/admin/autoscaling/([^/]+)"), change),
+    ]

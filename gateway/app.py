@@ -14,9 +14,11 @@ from ray import serve
 from starlette.requests import Request
 from starlette.responses import Response
 
+from gateway.autoscaling import autoscaling_config, control_store_name, scaled_pools
 from gateway.http import error_response
 from gateway.pool_worker import PoolWorker
 from gateway.wiring import build_gateway
+from routing.topology import load_topology
 from wattgate.errors import PayloadTooLarge
 from wattgate.settings import Settings, load_settings
 
@@ -90,6 +92,10 @@ def build_app(settings: Settings) -> serve.Application:
     settings = absolute_paths(settings)
     s = settings.server
     # Pools on other nodes are deployments of this app, pinned by node label; the ingress gets handles.
+    # Pools with an ``autoscaling`` block in the topology scale with wattgate's carbon-aware policy.
+    topology = load_topology(settings.routing.topology_file) if settings.routing.topology_file.is_file() else None
+    scaled = scaled_pools(topology, settings) if topology is not None else {}
+    store = control_store_name(settings)
     pools = {}
     for name, p in settings.pools.items():
         if p.kind != "ray":
@@ -97,10 +103,13 @@ def build_app(settings: Settings) -> serve.Application:
         options: dict[str, Any] = {"num_cpus": p.num_cpus}
         if p.label_selector:
             options["label_selector"] = dict(p.label_selector)
+        if name in scaled:
+            replicas: dict[str, Any] = {"autoscaling_config": autoscaling_config(topology.pool(name), scaled[name], store)}
+        else:
+            replicas = {"num_replicas": p.num_replicas}
         pools[name] = PoolWorker.options(
-            name=f"pool-{name}", num_replicas=p.num_replicas, ray_actor_options=options,
-            max_ongoing_requests=s.max_ongoing_requests,
-        ).bind(settings, name)
+            name=f"pool-{name}", ray_actor_options=options, max_ongoing_requests=s.max_ongoing_requests, **replicas,
+        ).bind(settings, name, store if name in scaled else None)
     return Gateway.options(
         name="Gateway",
         num_replicas=s.ingress_replicas,

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
+import threading
+import time
+import uuid
 
 import ray
 from ray import serve
@@ -16,11 +20,14 @@ from wattgate.errors import DependencyError, WattgateError
 from wattgate.settings import Settings
 
 
+log = logging.getLogger("wattgate.pool")
+
+
 @serve.deployment
 class PoolWorker:
     """A pool's replicas on their own node: the same host, batchers and meter as the ingress."""
 
-    def __init__(self, settings: Settings, pool_name: str) -> None:
+    def __init__(self, settings: Settings, pool_name: str, store_name: str | None = None, report_s: float = 1.0) -> None:
         self.pool_name = pool_name
         # Its own models and a meter for what this pool reserves; the ingress does the accounting.
         self.attributor, _ = build_attributor(settings, settings.pools[pool_name].num_cpus)
@@ -28,6 +35,30 @@ class PoolWorker:
         self.host.load_startup()
         self.attributor.end_startup()  # loading models is start-up, never a request's
         self.node_id = ray.get_runtime_context().get_node_id()
+        self._stop = threading.Event()
+        if store_name is not None:  # autoscaled: post this replica's static energy for the idle metrics
+            threading.Thread(target=self._report_idle, args=(store_name, report_s), daemon=True,
+                             name=f"idle-{pool_name}").start()
+
+    def _report_idle(self, store_name: str, every_s: float) -> None:
+        """Every ``every_s``: the meter's static (idle-power) energy and the uptime since this replica started."""
+        rid, meter = uuid.uuid4().hex[:12], self.attributor.meter
+        first, t0, store = meter.read(), time.monotonic(), None
+        while not self._stop.wait(every_s):
+            try:
+                if store is None:
+                    store = ray.get_actor(store_name, namespace="wattgate")
+                now = meter.read()
+                store.push_replica_energy.remote(self.pool_name, rid, now.static_j - first.static_j,
+                                                 time.monotonic() - t0, now.method)
+            except Exception as exc:  # the control actor restarting must not stop serving
+                log.debug("idle report failed: %s", exc)
+                store = None
+
+    def __del__(self) -> None:
+        stop = getattr(self, "_stop", None)
+        if stop is not None:
+            stop.set()
 
     async def infer(self, job: PoolJob) -> WorkResult:
         self.attributor.request_started()

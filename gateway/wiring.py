@@ -9,7 +9,8 @@ from typing import Any
 
 from energy.metrics import recompute_joules_per_1k
 from gateway.admin import AdminApi
-from gateway.admin_routing import routing_routes
+from gateway.admin_routing import autoscaling_routes, routing_routes
+from gateway.autoscaling import PoolBoard, control_store_name, pool_metrics, render_samples, scaled_pools
 from gateway.http import HttpApi
 from gateway.pool_worker import RayPool
 from gateway.replica_sync import ReplicaSync
@@ -41,24 +42,33 @@ def build_gateway(settings: Settings, pool_handles: dict[str, Any] | None = None
     data = build_data_plane(settings, ServeTensorBatcher, remote)
     host, control = data.host, data.control
     sync = None
+    core = getattr(data.router, "core", None)  # a GreenRouter's RouterCore; None for one local pool
+    specs = scaled_pools(core.topology, settings) if core is not None else {}
+    board = None
+    if core is not None and with_sync:
+        shared = {name for name, ex in settings.pools.items() if ex.kind in ("ray", "oip")}
+        board = PoolBoard(data.router, data.intensity, specs, shared & set(core.topology.names))
     if with_sync:
         def apply_model(name: str, action: str) -> None:
             host.load(name) if action == "load" else host.unload(name)
 
-        sync = ReplicaSync(f"wattgate-control-{settings.fingerprint()}", control, apply_model, data.snapshot)
+        sync = ReplicaSync(control_store_name(settings), control, apply_model, data.snapshot, pools=board)
     admin = AdminApi(
         host.registry, host,
         broadcast=sync.publish_model if sync else None,
-        extra_routes=routing_routes(control, data.provider, data.intensity.refresh, sync.publish_routing if sync else None),
+        extra_routes=routing_routes(control, data.provider, data.intensity.refresh, sync.publish_routing if sync else None)
+        + autoscaling_routes(specs, sync),
     )
 
     async def metrics_text() -> str:
         if sync is None:
             return render(data.snapshot())
+        # Autoscaled pools: the control actor's totals, once (not summed over ingress replicas).
+        pools = render_samples(pool_metrics(sync.pools_view, specs)) if specs else ""
         try:  # the whole gateway's totals: every ingress replica's latest snapshot
-            return render(recompute_joules_per_1k(merge(await sync.gateway_snapshots())))
+            return render(recompute_joules_per_1k(merge(await sync.gateway_snapshots()))) + pools
         except Exception as exc:
             log.warning("metrics from other replicas unavailable (%s); this replica only", exc)
-            return render(data.snapshot())
+            return render(data.snapshot()) + pools
 
     return GatewayParts(data, HttpApi(data.dataplane, admin, metrics_text), sync)

@@ -28,9 +28,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 from routing.queueing import wait_quantile_ms
-from routing.topology import EnergyCurve
+from routing.topology import EnergyCurve, Pool
 from wattgate.errors import BadRequest
 
 __all__ = ["LOAD_ONLY_UTILISATION", "ScalingDecision", "ScalingSignal", "ScalingSpec", "decide", "active_j", "size_for"]
@@ -72,6 +73,26 @@ class ScalingSpec:
                 raise BadRequest(f"autoscaling {name} must be >= 0, got {value}")
         if self.servers_per_replica < 1:
             raise BadRequest(f"servers_per_replica must be >= 1, got {self.servers_per_replica}")
+
+    @classmethod
+    def from_pool(cls, pool: Pool, variant: str | None = None, **overrides: Any) -> "ScalingSpec":
+        """From a topology pool's ``autoscaling:`` block (KeyError-free: BadRequest if it has none)."""
+        if pool.autoscaling is None:
+            raise BadRequest(f"pool {pool.name} has no autoscaling block")
+        a = {**pool.autoscaling, **overrides}
+        n_max = int(a.get("max_replicas", 1))
+        rc = float(a.get("replica_capacity_rps") or pool.capacity_rps / n_max)
+        idle = a.get("idle_w_per_replica")
+        if idle is None:
+            curve = pool.curve(variant) if variant and pool.serves(variant) else next(iter(pool.energy.values()))
+            idle = (curve.idle_w or 0.0) / n_max
+        return cls(
+            min_replicas=int(a.get("min_replicas", 0)), max_replicas=n_max, initial_replicas=a.get("initial_replicas"),
+            replica_capacity_rps=rc, service_ms=pool.service_ms, idle_w_per_replica=float(idle),
+            servers_per_replica=max(1, round(rc * pool.service_ms / 1000.0)), startup_s=float(a.get("startup_s", 30.0)),
+            upscale_delay_s=float(a.get("upscale_delay_s", 0.0)), downscale_delay_s=float(a.get("downscale_delay_s", 60.0)),
+            headroom=float(a.get("headroom", 0.1)), overhead_ms=float(a.get("overhead_ms", 0.0)),
+        )
 
     @property
     def initial(self) -> int:

@@ -16,6 +16,7 @@ from wattgate.errors import WattgateError
 __all__ = ["register", "run", "parse_weights", "parse_params"]
 
 DEFAULT_URL = "http://127.0.0.1:8000"
+AUTOSCALING_PATH = "/v2/admin/autoscaling"
 ADMIN_PATH = "/v2/admin/routing"
 
 
@@ -28,8 +29,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _connection(show)
     show.set_defaults(_routing_run=_show)
 
-    change = sub.add_parser("set", help="switch the live policy (validated by the gateway)")
-    change.add_argument("policy", help=f"one of: {', '.join(policy_names())}")
+    change = sub.add_parser("set", help="switch the live policy, or change an autoscaled pool (validated by the gateway)")
+    change.add_argument("policy", nargs="?", help=f"one of: {', '.join(policy_names())}")
+    change.add_argument("--pool", help="an autoscaled pool to change live (with --min-replicas/--max-replicas/--headroom)")
+    change.add_argument("--min-replicas", type=int, default=None)
+    change.add_argument("--max-replicas", type=int, default=None)
+    change.add_argument("--headroom", type=float, default=None, help="size pools for intent x (1 + headroom)")
     change.add_argument("--weights", help="for 'weighted': e.g. carbon=1,latency=0.5,energy=0")
     change.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                         help="another policy parameter, e.g. max_utilisation=0.9 (repeatable)")
@@ -94,9 +99,10 @@ def parse_params(items: list[str]) -> dict[str, Any]:
     return out
 
 
-def _request(args: argparse.Namespace, method: str, body: dict | None = None) -> int:
+def _request(args: argparse.Namespace, method: str, body: dict | None = None, path: str = ADMIN_PATH,
+             extra: dict | None = None) -> int:
     headers = {"Authorization": f"Bearer {args.token}"} if args.token else {}
-    url = args.url.rstrip("/") + ADMIN_PATH
+    url = args.url.rstrip("/") + path
     try:
         resp = httpx.request(method, url, json=body, headers=headers, timeout=args.timeout)
     except httpx.HTTPError as exc:
@@ -110,15 +116,38 @@ def _request(args: argparse.Namespace, method: str, body: dict | None = None) ->
         detail = payload.get("error", payload) if isinstance(payload, dict) else payload
         print(f"error: {method} {url} -> {resp.status_code}: {detail}", file=sys.stderr)
         return 1
+    if extra and isinstance(payload, dict):
+        payload = {**payload, **extra}
     print(json.dumps(payload, indent=2, ensure_ascii=False))
     return 0
 
 
+def _autoscaling(args: argparse.Namespace) -> dict:
+    """The autoscaled pools' replicas and last decisions, when the gateway has any."""
+    headers = {"Authorization": f"Bearer {args.token}"} if args.token else {}
+    try:
+        resp = httpx.get(args.url.rstrip("/") + AUTOSCALING_PATH, headers=headers, timeout=args.timeout)
+        doc = resp.json() if resp.status_code == 200 else {}
+    except (httpx.HTTPError, ValueError):
+        return {}
+    return {"autoscaling": doc} if isinstance(doc, dict) and doc.get("pools") else {}
+
+
 def _show(args: argparse.Namespace) -> int:
-    return _request(args, "GET")
+    return _request(args, "GET", extra=_autoscaling(args))
 
 
 def _set(args: argparse.Namespace) -> int:
+    if args.pool:
+        change = {k: v for k, v in (("min_replicas", args.min_replicas), ("max_replicas", args.max_replicas),
+                                    ("headroom", args.headroom)) if v is not None}
+        if not change:
+            print("error: --pool needs --min-replicas, --max-replicas or --headroom", file=sys.stderr)
+            return 2
+        return _request(args, "PUT", change, path=f"{AUTOSCALING_PATH}/{args.pool}")
+    if not args.policy:
+        print("error: name a policy, or --pool with the settings to change", file=sys.stderr)
+        return 2
     try:
         params = parse_params(args.param)
         if args.weights:

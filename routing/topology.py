@@ -32,7 +32,7 @@ from routing.queueing import servers_for, wait_quantile_ms
 from wattgate.errors import BadRequest, NotFound
 from wattgate.yamlfile import read_yaml
 
-__all__ = ["ANY_VARIANT", "EnergyCurve", "HARDWARE", "Pool", "Topology", "curve_from_spec", "load_topology"]
+__all__ = ["ANY_VARIANT", "AutoscalingSpec", "EnergyCurve", "HARDWARE", "Pool", "Topology", "curve_from_spec", "load_topology"]
 
 HARDWARE = ("x86", "arm", "gpu", "tpu")
 # An energy key that stands for every variant the pool has no specific curve for.
@@ -143,6 +143,8 @@ class Pool:
     service_ms: float
     rtt_ms: Mapping[str, float]
     pue: float = 1.0
+    # Carbon-aware autoscaling (routing/autoscale.py ScalingSpec.from_pool), when the pool scales.
+    autoscaling: Mapping[str, Any] | None = None
     _servers: int = field(default=1, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -189,11 +191,14 @@ class Pool:
         return math.inf if rtt is None else rtt + self.server_p99_ms(load_rps)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "name": self.name, "region": self.region, "hardware": self.hardware, "pue": self.pue,
             "capacity_rps": self.capacity_rps, "service_ms": self.service_ms, "rtt_ms": dict(self.rtt_ms),
             "energy": {v: c.to_dict() for v, c in self.energy.items()},
         }
+        if self.autoscaling is not None:
+            out["autoscaling"] = dict(self.autoscaling)
+        return out
 
 
 @dataclass(frozen=True)
@@ -233,6 +238,7 @@ class Topology:
                 name=p.name, region=p.region, hardware=p.hardware, pue=p.pue, capacity_rps=p.capacity_rps,
                 service_ms=p.service_ms, rtt_ms=dict(p.rtt_ms),
                 energy={v: curve_from_spec(s, where=f"pool {p.name} variant {v}") for v, s in p.energy.items()},
+                autoscaling=p.autoscaling.model_dump(exclude_none=True) if p.autoscaling else None,
             )
             for p in spec.pools
         )
@@ -277,6 +283,30 @@ def curve_from_spec(spec: Any, where: str = "energy") -> EnergyCurve:
     raise BadRequest(f"{where}: energy needs 'points', 'dynamic_j' or 'energy_j', got {sorted(spec)}")
 
 
+class AutoscalingSpec(BaseModel):
+    """A pool's ``autoscaling:`` block: replica bounds, delays and the policy's weights."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    min_replicas: int = Field(0, ge=0, le=256)
+    max_replicas: int = Field(1, ge=1, le=256)
+    initial_replicas: int | None = Field(None, ge=0, le=256)
+    replica_capacity_rps: float | None = Field(None, gt=0)  # default: capacity_rps / max_replicas
+    idle_w_per_replica: float | None = Field(None, ge=0)  # default: the curve's idle_w / max_replicas
+    startup_s: float = Field(30.0, ge=0, le=3600)
+    upscale_delay_s: float = Field(0.0, ge=0, le=3600)
+    downscale_delay_s: float = Field(60.0, ge=0, le=86400)
+    headroom: float = Field(0.1, ge=0, le=4)
+
+    @model_validator(mode="after")
+    def _bounds(self) -> "AutoscalingSpec":
+        if self.min_replicas > self.max_replicas:
+            raise ValueError(f"min_replicas {self.min_replicas} > max_replicas {self.max_replicas}")
+        if self.initial_replicas is not None and not self.min_replicas <= self.initial_replicas <= self.max_replicas:
+            raise ValueError(f"initial_replicas {self.initial_replicas} outside [{self.min_replicas}, {self.max_replicas}]")
+        return self
+
+
 class _PoolSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -289,6 +319,7 @@ class _PoolSpec(BaseModel):
     rtt_ms: dict[str, float]
     energy: dict[str, Any] = Field(min_length=1)
     variants: list[str] | None = None
+    autoscaling: AutoscalingSpec | None = None
 
     @model_validator(mode="after")
     def _variants_match(self) -> "_PoolSpec":

@@ -83,7 +83,7 @@ def test_show_prints_the_live_policy(admin, capsys):
     assert run_cli("routing", "show", "--url", admin.url, "--token", TOKEN) == 0
     shown = json.loads(capsys.readouterr().out)
     assert shown["policy"] == "lowest-carbon"
-    assert admin.requests == [("GET", "/v2/admin/routing")]
+    assert admin.requests == [("GET", "/v2/admin/autoscaling"), ("GET", "/v2/admin/routing")]
 
 
 def test_set_changes_the_policy_with_weights_and_params(admin, capsys):
