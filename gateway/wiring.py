@@ -10,6 +10,7 @@ from typing import Any
 from energy.metrics import recompute_joules_per_1k
 from gateway.admin import AdminApi
 from gateway.admin_routing import routing_routes
+from gateway.dashboard import Dashboard
 from gateway.http import HttpApi
 from gateway.pool_worker import RayPool
 from gateway.replica_sync import ReplicaSync
@@ -52,13 +53,17 @@ def build_gateway(settings: Settings, pool_handles: dict[str, Any] | None = None
         extra_routes=routing_routes(control, data.provider, data.intensity.refresh, sync.publish_routing if sync else None),
     )
 
-    async def metrics_text() -> str:
+    async def gateway_snapshot() -> dict:
         if sync is None:
-            return render(data.snapshot())
+            return data.snapshot()
         try:  # the whole gateway's totals: every ingress replica's latest snapshot
-            return render(recompute_joules_per_1k(merge(await sync.gateway_snapshots())))
+            return recompute_joules_per_1k(merge(await sync.gateway_snapshots()))
         except Exception as exc:
             log.warning("metrics from other replicas unavailable (%s); this replica only", exc)
-            return render(data.snapshot())
+            return data.snapshot()
 
-    return GatewayParts(data, HttpApi(data.dataplane, admin, metrics_text), sync)
+    async def metrics_text() -> str:
+        return render(await gateway_snapshot())
+
+    dashboard = Dashboard(gateway_snapshot, data.provider, data.intensity.regions, control)
+    return GatewayParts(data, HttpApi(data.dataplane, admin, metrics_text, dashboard.routes()), sync)
