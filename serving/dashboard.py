@@ -220,5 +220,7 @@ def forecast_points(provider, regions: list[str], hours: float = 6.0) -> dict[st
             readings = provider.forecast(region, hours)
         except Exception:  # NotSupported, an outage: the live line still shows
             continue
-        out[region] = [(r.timestamp.astimezone(timezone.utc).timestamp(), r.intensity_g_per_kwh) for r in readings]
+        # On the minute: regions' points line up on one time axis even when fetched moments apart.
+        out[region] = [(60 * round(r.timestamp.astimezone(timezone.utc).timestamp() / 60), r.intensity_g_per_kwh)
+                       for r in readings]
     return out

@@ -45,7 +45,7 @@ function draw(id, title, unit, xs, series) {
     const plot = new uPlot({
       width, height: 200,
       series: [{}, ...names.map((n, i) => ({ label: n, stroke: COLORS[i % COLORS.length], width: 2, spanGaps: true }))],
-      axes: [{ stroke: "#111" }, { stroke: "#111", label: unit, size: 60 }],
+      axes: [{ stroke: "#111" }, { stroke: "#111", label: unit, size: 60, values: (u, vals) => vals.map(fmt) }],
       scales: { x: { time: true } },
     }, data, el);
     c = charts[id] = { plot, sig };
@@ -70,7 +70,7 @@ async function poll() {
       if (id === "intensity_forecast") {
         const fc = doc.panels.intensity.forecast || {};
         const regions = Object.keys(fc).sort();
-        const xs = regions.length ? fc[regions[0]].map(p => p[0]) : [];
+        const xs = [...new Set(regions.flatMap(reg => fc[reg].map(p => p[0])))].sort((a, b) => a - b);
         const series = {};
         for (const reg of regions) series[reg] = xs.map(x => { const p = fc[reg].find(q => q[0] === x); return p ? p[1] : null; });
         draw(id, title, "gCO2e/kWh", xs, series);
