@@ -12,6 +12,21 @@ from energy.coefficients import CCF_PUE, PROFILES
 MeterKind = Literal["nvml", "rapl", "cpu-time-model"]
 
 
+class AnomalySettings(BaseModel):
+    """Energy anomaly detection (energy/anomaly.py): when active J per inference rises above its baseline."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = True
+    # POSTed a JSON event when a series (model, variant, pool) starts or stops being anomalous.
+    webhook_url: str | None = None
+    webhook_timeout_s: float = Field(default=5.0, gt=0, le=60)
+    warmup: int = Field(default=30, ge=5, le=100_000)  # computed requests per baseline before judging
+    window: int = Field(default=20, ge=3, le=10_000)  # recent requests judged together
+    z_threshold: float = Field(default=4.0, gt=0)
+    min_ratio: float = Field(default=1.3, gt=1)
+
+
 class EnergySettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -47,6 +62,7 @@ class EnergySettings(BaseModel):
     ledger_max_pending: int = Field(default=100_000, ge=1)
 
     metrics_window_s: float = Field(default=60.0, gt=0, le=86_400)
+    anomaly: AnomalySettings = AnomalySettings()
 
     @field_validator("hardware_profile")
     @classmethod
@@ -61,3 +77,4 @@ class EnergySettings(BaseModel):
         if not value:
             raise ValueError("auto_order needs at least one meter kind")
         return value
+

@@ -43,7 +43,8 @@ def is_loopback(host: str | None) -> bool:
 
 
 class HttpApi:
-    def __init__(self, dataplane: DataPlane, admin: AdminApi, metrics_text: Callable[[], Awaitable[str]]) -> None:
+    def __init__(self, dataplane: DataPlane, admin: AdminApi, metrics_text: Callable[[], Awaitable[str]],
+                 extra_routes: list[tuple[str, re.Pattern, Callable, bool]] | None = None) -> None:
         self.dp = dataplane
         self.admin = admin
         self._metrics_text = metrics_text
@@ -64,6 +65,7 @@ class HttpApi:
             ("POST", re.compile(r"/v2/repository/index"), self._repo_index, True),
             ("POST", re.compile(rf"/v2/repository/models/{_SEG}/(load|unload)"), self._repo_load, True),
             *[(m, p, h, True) for m, p, h in admin.routes()],
+            *(extra_routes or []),  # (method, path, handler, needs_admin): the dashboard
         ]
 
     async def handle(

@@ -11,6 +11,7 @@ from energy.metrics import recompute_joules_per_1k
 from gateway.admin import AdminApi
 from gateway.admin_routing import autoscaling_routes, routing_routes
 from gateway.autoscaling import PoolBoard, control_store_name, pool_metrics, render_samples, scaled_pools
+from gateway.dashboard import Dashboard
 from gateway.http import HttpApi
 from gateway.pool_worker import RayPool
 from gateway.replica_sync import ReplicaSync
@@ -60,15 +61,19 @@ def build_gateway(settings: Settings, pool_handles: dict[str, Any] | None = None
         + autoscaling_routes(specs, sync),
     )
 
-    async def metrics_text() -> str:
+    async def gateway_snapshot() -> dict:
         if sync is None:
-            return render(data.snapshot())
-        # Autoscaled pools: the control actor's totals, once (not summed over ingress replicas).
-        pools = render_samples(pool_metrics(sync.pools_view, specs)) if specs else ""
+            return data.snapshot()
         try:  # the whole gateway's totals: every ingress replica's latest snapshot
-            return render(recompute_joules_per_1k(merge(await sync.gateway_snapshots()))) + pools
+            return recompute_joules_per_1k(merge(await sync.gateway_snapshots()))
         except Exception as exc:
             log.warning("metrics from other replicas unavailable (%s); this replica only", exc)
-            return render(data.snapshot()) + pools
+            return data.snapshot()
 
-    return GatewayParts(data, HttpApi(data.dataplane, admin, metrics_text), sync)
+    async def metrics_text() -> str:
+        # Autoscaled pools: the control actor's totals, once (not summed over ingress replicas).
+        pools = render_samples(pool_metrics(sync.pools_view, specs)) if specs and sync is not None else ""
+        return render(await gateway_snapshot()) + pools
+
+    dashboard = Dashboard(gateway_snapshot, data.provider, data.intensity.regions, control)
+    return GatewayParts(data, HttpApi(data.dataplane, admin, metrics_text, dashboard.routes()), sync)

@@ -73,6 +73,10 @@ class Router(Protocol):
 
     def observe_carbon(self, model: str, carbon_g: float) -> None: ...
 
+    def pool_health(self) -> dict[str, bool]: ...
+
+    def budget_use(self) -> dict[tuple[str, str], float]: ...
+
 
 class SinglePoolRouter:
     """No topology: every request runs on this process's own pool."""
@@ -92,6 +96,12 @@ class SinglePoolRouter:
 
     def observe_carbon(self, model: str, carbon_g: float) -> None:
         return None
+
+    def pool_health(self) -> dict[str, bool]:
+        return {self.pool.name: True}
+
+    def budget_use(self) -> dict[tuple[str, str], float]:
+        return {}
 
 
 class GreenRouter:
@@ -186,3 +196,14 @@ class GreenRouter:
 
     def observe_carbon(self, model: str, carbon_g: float, tenant: str | None = None) -> None:
         self.core.budgets.add(model, carbon_g, self.clock(), tenant)
+
+    def pool_health(self) -> dict[str, bool]:
+        """Per pool: False while it is marked down after a failure."""
+        now = self.clock()
+        return {name: self.core.healthy(name, now) for name in self.pools}
+
+    def budget_use(self) -> dict[tuple[str, str], float]:
+        """(scope "model" | "tenant", name) -> carbon spent this period over the budget."""
+        use = {("model", m): s.fraction for m, s in self.budgets.states().items()}
+        use.update({("tenant", t): s.fraction for t, s in self.budgets.tenant_states().items()})
+        return use

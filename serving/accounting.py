@@ -60,6 +60,8 @@ class AccountedRequest:
     placement: Placement
     signal_type: str
     node_id: str | None = None
+    rows: int = 1  # the request's own rows (inferences)
+    slo_ms: float | None = None  # the latency SLO the router placed it under; None: the router's default
 
     def parameters(self) -> dict[str, Any]:
         """The OIP response's ``parameters``: every figure with its unit and how it was obtained."""
@@ -170,7 +172,9 @@ class RequestAccountant:
             intensity_source=view.source,
         )
         node_id = served.execution.result.node_id if served.execution is not None else None
-        accounted = AccountedRequest(record, energy, carbon, view, placement, self.signal_type, node_id)
+        slo_ms = route.request.slo_ms if route.request is not None else None
+        accounted = AccountedRequest(record, energy, carbon, view, placement, self.signal_type, node_id,
+                                     max(served.rows, 1), slo_ms)
         for sink in self.sinks:
             sink.record(accounted)
         return accounted

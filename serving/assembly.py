@@ -36,9 +36,11 @@ from serving.accounting import (
     Placement,
     RequestAccountant,
 )
+from serving.anomaly_sink import AnomalySink
 from serving.batching import BatchEnergy, Batcher, TensorBatcher
 from serving.dataplane import DataPlane
 from serving.host import ModelHost
+from serving.ops_metrics import StateGauges, TrafficSink
 from serving.text_batcher import LengthGroupedBatcher
 from wattgate.errors import BadRequest
 from wattgate.metrics import MetricsRegistry
@@ -64,6 +66,8 @@ class DataPlaneParts:
     intensity: IntensitySnapshot
     router: Router
     control: RoutingControl | None
+    state_gauges: StateGauges | None = None
+    anomaly_sink: AnomalySink | None = None
 
     def start_background(self) -> None:
         self.intensity.start()
@@ -80,11 +84,16 @@ class DataPlaneParts:
     def snapshot(self) -> dict:
         """This process's metrics, the attributor's books refreshed."""
         self.metrics_sink.refresh()
+        for part in (self.state_gauges, self.anomaly_sink):
+            if part is not None:
+                part.refresh()
         return self.metrics.snapshot()
 
     def close(self) -> None:
         self.host.close()
         self.metrics_sink.close()
+        if self.anomaly_sink is not None:
+            self.anomaly_sink.close()
         if self.ledger_sink is not None:
             self.ledger_sink.close()
 
@@ -181,7 +190,10 @@ def build_data_plane(
         settings.ledger_file(), flush_interval_s=es.ledger_flush_interval_s, flush_size=es.ledger_flush_size,
         max_pending=es.ledger_max_pending,
     )) if es.ledger_enabled else None
-    sinks: list[AccountingSink] = [metrics_sink, BudgetSink(router.observe_carbon)]
+    anomaly_sink = AnomalySink.from_settings(es.anomaly, metrics) if es.anomaly.enabled else None
+    sinks: list[AccountingSink] = [metrics_sink, BudgetSink(router.observe_carbon), TrafficSink(metrics, settings.routing.slo_ms)]
+    if anomaly_sink is not None:
+        sinks.append(anomaly_sink)
     if ledger_sink is not None:
         sinks.append(ledger_sink)
     accountant = RequestAccountant(
@@ -192,8 +204,9 @@ def build_data_plane(
     if avoided is not None:
         _profiled_active_energy(host, avoided, attributor)
     dataplane = DataPlane(settings, host, router, accountant, cache=cache, metrics=metrics)
+    state_gauges = StateGauges(metrics, intensity, router.pool_health, router.budget_use)
     return DataPlaneParts(settings, host, dataplane, attributor, metrics, metrics_sink, ledger_sink, cache, provider,
-                          intensity, router, control)
+                          intensity, router, control, state_gauges, anomaly_sink)
 
 
 def _profiled_active_energy(host: ModelHost, avoided: AvoidedEnergy, attributor: EnergyAttributor) -> None:

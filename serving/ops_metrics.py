@@ -1,0 +1,100 @@
+"""What operators watch beyond energy totals: traffic, energy and carbon per pool, route reasons,
+latency against the SLO (per request, :class:`TrafficSink`), and the router's state at each scrape:
+pools marked down, stale intensity, carbon budget use (:class:`StateGauges`).
+
+Gauges merge across ingress replicas by summing (``wattgate.metrics.merge``), so each is chosen to
+stay meaningful when summed: ``wattgate_pool_down`` counts the replicas that see a pool down,
+``wattgate_intensity_stale`` the replicas whose reading is stale, and each replica's budget use is
+its own carbon over the whole budget, so the sum is the gateway's use.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Callable, Mapping
+
+from routing.intensity.snapshot import IntensitySnapshot
+from serving.accounting import AccountedRequest
+from wattgate.metrics import MetricsRegistry
+
+LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+_POLICY = re.compile(r"[a-z][a-z0-9-]{0,31}")
+
+
+def route_kind(reason: str | None) -> str:
+    """A bounded label for a free-text route reason: the policy's name, plus how the pool was reached."""
+    if not reason:
+        return "single-pool"
+    head = reason.split(":", 1)[0].strip()
+    kind = head if _POLICY.fullmatch(head) else "other"
+    if "best-effort" in reason:
+        kind += "/best-effort"
+    for marker, suffix in (("(fallback:", "/fallback"), ("; spill to", "/spill"), ("(re-placed", "/re-placed")):
+        if marker in reason:
+            kind += suffix
+    return kind
+
+
+class TrafficSink:
+    """Per request: which pool served it and why, its energy and carbon there, latency against its SLO."""
+
+    def __init__(self, registry: MetricsRegistry, default_slo_ms: float) -> None:
+        self.default_slo_ms = default_slo_ms
+        pool_labels = ("model", "variant", "pool")
+        self.requests = registry.counter(
+            "wattgate_pool_requests_total", "Requests served per pool, by route kind (policy and how the pool was reached)",
+            (*pool_labels, "route"),
+        )
+        self.energy = registry.counter("wattgate_pool_energy_joules_total", "Energy charged to requests per pool (J)", pool_labels)
+        self.carbon = registry.counter(
+            "wattgate_pool_carbon_grams_total", "Carbon of requests per pool (gCO2eq; requests of unknown carbon add 0)", pool_labels
+        )
+        self.latency = registry.histogram(
+            "wattgate_request_latency_seconds", "Gateway latency per request, parse to accounted (s)", ("model", "pool"),
+            buckets=LATENCY_BUCKETS_S,
+        )
+        self.slo = registry.counter(
+            "wattgate_slo_requests_total", "Requests by whether their latency met the SLO they were routed under",
+            ("model", "pool", "slo"),
+        )
+
+    def record(self, accounted: AccountedRequest) -> None:
+        r = accounted.record
+        key = self.energy.key(model=r.model, variant=r.variant, pool=r.pool)
+        self.requests.inc(model=r.model, variant=r.variant, pool=r.pool, route=route_kind(r.route_reason))
+        self.energy.inc_key(key, r.energy_j)
+        self.carbon.inc_key(key, r.carbon_g or 0.0)
+        self.latency.observe(r.latency_ms / 1000.0, model=r.model, pool=r.pool)
+        slo_ms = accounted.slo_ms or self.default_slo_ms
+        met = "met" if r.latency_ms <= slo_ms else "missed"
+        self.slo.inc(model=r.model, pool=r.pool, slo=met)
+        # Both outcomes exist from the first request, so attainment (met / all) is never an empty query.
+        self.slo.inc(0.0, model=r.model, pool=r.pool, slo="missed" if met == "met" else "met")
+
+
+class StateGauges:
+    """The router's state, read at each scrape."""
+
+    def __init__(self, registry: MetricsRegistry, intensity: IntensitySnapshot,
+                 pool_health: Callable[[], Mapping[str, bool]],
+                 budget_use: Callable[[], Mapping[tuple[str, str], float]]) -> None:
+        self.intensity = intensity
+        self.pool_health = pool_health
+        self.budget_use = budget_use
+        self.stale = registry.gauge(
+            "wattgate_intensity_stale", "1 per replica whose intensity for the region is stale or missing", ("region",)
+        )
+        self.down = registry.gauge("wattgate_pool_down", "1 per replica that has the pool marked down", ("pool",))
+        self.budget = registry.gauge(
+            "wattgate_carbon_budget_used_ratio", "Carbon spent in the budget period over the budget (1 = all spent)",
+            ("scope", "name"),
+        )
+
+    def refresh(self) -> None:
+        for region in self.intensity.regions:
+            view = self.intensity.get(region)
+            self.stale.set(1.0 if view.stale or not view.known else 0.0, region=region)
+        for pool, healthy in self.pool_health().items():
+            self.down.set(0.0 if healthy else 1.0, pool=pool)
+        for (scope, name), ratio in self.budget_use().items():
+            self.budget.set(ratio, scope=scope, name=name)

@@ -1,0 +1,87 @@
+"""The built-in dashboard over the HTTP layer and a real data plane (no Ray): page, assets, data, errors, auth."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from gateway.admin import AdminApi
+from gateway.dashboard import Dashboard
+from gateway.http import HttpApi
+
+
+def _api(parts):
+    async def snapshot() -> dict:
+        return parts.snapshot()
+
+    async def metrics_text() -> str:
+        return ""
+
+    dashboard = Dashboard(snapshot, parts.provider, parts.intensity.regions, parts.control)
+    dashboard.history.min_interval_s = 0.0  # every poll is a sample
+    return HttpApi(parts.dataplane, AdminApi(parts.host.registry, parts.host), metrics_text, dashboard.routes())
+
+
+def _call(api, path, headers=None, client="127.0.0.1"):
+    path, _, query = path.partition("?")
+    status, out_headers, out = asyncio.run(api.handle("GET", path, headers or {}, b"", client, query))
+    return status, out_headers, json.loads(out) if out_headers.get("content-type") == "application/json" else out
+
+
+def _infer(api, row):
+    body = json.dumps({"inputs": [{"name": "pixels", "datatype": "FP32", "shape": [1, 64], "data": row.tolist()}]})
+    status, _, _ = asyncio.run(api.handle("POST", "/v2/models/digits/infer", {}, body.encode(), "127.0.0.1"))
+    assert status == 200
+
+
+def test_page_and_vendored_assets_are_served_offline(make_plane):
+    api = _api(make_plane())
+    status, headers, page = _call(api, "/dashboard")
+    assert status == 200 and headers["content-type"].startswith("text/html")
+    assert b"http://" not in page and b"https://" not in page  # nothing from a CDN
+    for src in (b"/dashboard/static/uPlot.iife.min.js", b"/dashboard/static/dashboard.js", b"/dashboard/static/uPlot.min.css"):
+        assert src in page
+        status, _, body = _call(api, src.decode())
+        assert status == 200 and len(body) > 500
+    assert b"MIT" in _call(api, "/dashboard/static/uPlot.LICENSE")[2]
+    assert _call(api, "/dashboard/static/..%2fhttp.py")[0] == 404
+    assert _call(api, "/dashboard/static/http.py")[0] == 404
+
+
+@pytest.mark.parametrize("query", ["window=abc", "window=5", "window=99999", "window=nan", "tenant=acme", "colour=red"])
+def test_bad_parameters_are_400(make_plane, query):
+    status, _, doc = _call(_api(make_plane()), f"/dashboard/data?{query}")
+    assert status == 400 and doc["error"]
+
+
+def test_data_needs_the_admin_key_or_loopback(make_plane):
+    api = _api(make_plane())
+    assert _call(api, "/dashboard/data", client="10.1.2.3")[0] == 403
+    assert _call(api, "/dashboard", client="10.1.2.3")[0] == 200  # the page holds no data
+    keyed = _api(make_plane(server={"admin_api_key": "s3cret"}))
+    assert _call(keyed, "/dashboard/data")[0] == 401
+    assert _call(keyed, "/dashboard/data", {"authorization": "Bearer s3cret"})[0] == 200
+
+
+def test_data_fills_from_the_gateways_metrics(make_plane):
+    from sklearn.datasets import load_digits
+
+    pixels = load_digits().data.astype("float32")
+    api = _api(make_plane(cache={"enabled": True}, budgets={"models_g": {"digits": 1.0}}))
+    _call(api, "/dashboard/data")
+    for i in range(20):
+        _infer(api, pixels[i % 5])  # 5 distinct inputs: 15 cache hits
+    status, _, doc = _call(api, "/dashboard/data?window=60")
+    assert status == 200 and len(doc["t"]) == 1 and doc["policy"] == "lowest-carbon"
+    p = doc["panels"]
+    (j_per_1k,) = p["j_per_1k"]["series"].values()
+    assert j_per_1k[0] > 0
+    assert sum(v[0] for v in p["traffic_share"]["series"].values()) == pytest.approx(100)
+    assert p["cache_hit_rate"]["series"]["digits"] == [pytest.approx(75)]
+    assert p["slo_attainment"]["series"]["digits"] == [100]
+    assert 0 < p["p99_ms"]["series"]["digits"][0] < 10_000
+    assert p["budget_use"]["series"]["model/digits"][0] > 0
+    assert set(p["intensity"]["series"]) == {"DE", "FR", "GB"} and p["intensity"]["forecast"]["FR"]
+    assert p["pool_replicas_idle"]["pending"]
