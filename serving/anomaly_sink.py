@@ -56,7 +56,7 @@ class AnomalySink:
         self.webhook = webhook
         self.gauge = registry.gauge(
             "wattgate_energy_anomaly", "1 while active J per inference is anomalously above its baseline",
-            ("model", "variant", "pool"),
+            ("model", "variant", "pool"), merge="max",
         )
         self.ignored = registry.counter(
             "wattgate_energy_anomaly_ignored_total", "Observations the detector ignored (NaN, infinite or negative energy)"

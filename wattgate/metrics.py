@@ -24,6 +24,7 @@ class _Family:
     help: str
     labels: tuple[str, ...]
     buckets: tuple[float, ...] = ()
+    merge: str = "sum"  # how a gauge combines across ingress replicas: "sum" (shares), "max" or "mean" (one shared value)
     # label values -> value (counter/gauge) or [bucket counts..., sum, count] (histogram)
     series: dict[LabelValues, object] = field(default_factory=dict)
 
@@ -121,8 +122,13 @@ class MetricsRegistry:
     def counter(self, name: str, help: str, labels: Iterable[str] = ()) -> Counter:
         return Counter(self, self._family(name, "counter", help, labels))
 
-    def gauge(self, name: str, help: str, labels: Iterable[str] = ()) -> Gauge:
-        return Gauge(self, self._family(name, "gauge", help, labels))
+    def gauge(self, name: str, help: str, labels: Iterable[str] = (), merge: str = "sum") -> Gauge:
+        """``merge``: "sum" when each replica holds a share; "max" or "mean" when each holds the same value."""
+        if merge not in ("sum", "max", "mean"):
+            raise ValueError(f"gauge merge must be sum, max or mean, got {merge!r}")
+        fam = self._family(name, "gauge", help, labels)
+        fam.merge = merge
+        return Gauge(self, fam)
 
     def histogram(self, name: str, help: str, labels: Iterable[str] = (), buckets=DEFAULT_ENERGY_BUCKETS_J) -> Histogram:
         return Histogram(self, self._family(name, "histogram", help, labels, sorted(buckets)))
@@ -135,6 +141,7 @@ class MetricsRegistry:
                     "help": f.help,
                     "labels": list(f.labels),
                     "buckets": list(f.buckets),
+                    "merge": f.merge,
                     "series": [[list(k), list(v) if isinstance(v, list) else v] for k, v in f.series.items()],
                 }
                 for name, f in self._families.items()
@@ -142,21 +149,32 @@ class MetricsRegistry:
 
 
 def merge(snapshots: Iterable[dict]) -> dict:
-    """Sum counters and histograms across snapshots; gauges are summed too (per-replica shares)."""
+    """Sum counters and histograms across snapshots; gauges by their ``merge``: summed (per-replica
+    shares, the default), or the max or mean of the replicas that report the series (a shared value)."""
     out: dict = {}
+    seen: dict[tuple[str, tuple], int] = {}
     for snap in snapshots:
         for name, fam in snap.items():
             target = out.setdefault(
-                name, {"kind": fam["kind"], "help": fam["help"], "labels": fam["labels"], "buckets": fam["buckets"], "series": {}}
+                name, {"kind": fam["kind"], "help": fam["help"], "labels": fam["labels"], "buckets": fam["buckets"],
+                       "merge": fam.get("merge", "sum"), "series": {}}
             )
+            how = target["merge"] if target["kind"] == "gauge" else "sum"
             for key, value in fam["series"]:
                 k = tuple(key)
+                prev = target["series"].get(k)
                 if isinstance(value, list):
-                    prev = target["series"].get(k)
                     target["series"][k] = value[:] if prev is None else [a + b for a, b in zip(prev, value)]
+                elif prev is None:
+                    target["series"][k] = value
+                elif how == "max":
+                    target["series"][k] = max(prev, value)
                 else:
-                    target["series"][k] = target["series"].get(k, 0.0) + value
-    for fam in out.values():
+                    target["series"][k] = prev + value
+                seen[(name, k)] = seen.get((name, k), 0) + 1
+    for name, fam in out.items():
+        if fam["kind"] == "gauge" and fam["merge"] == "mean":
+            fam["series"] = {k: v / seen[(name, k)] for k, v in fam["series"].items()}
         fam["series"] = [[list(k), v] for k, v in fam["series"].items()]
     return out
 

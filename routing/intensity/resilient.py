@@ -123,7 +123,8 @@ class ResilientProvider:
             "wattgate_intensity_fetch_total", "Intensity lookups per provider by result", ("provider", "result")
         )
         self._served = registry.gauge(
-            "wattgate_intensity_g_per_kwh", "Last grid intensity served per region (g/kWh, see source/signal)", ("region",)
+            "wattgate_intensity_g_per_kwh", "Last grid intensity served per region (g/kWh, see source/signal)", ("region",),
+            merge="mean",
         )
 
     @property
