@@ -1,5 +1,6 @@
 """Builds an ingress replica: the data plane (serving/assembly.py) on Ray Serve's batch queue, pools
-that are Serve deployments, the admin API, the HTTP routes and the sync between ingress replicas."""
+that are Serve deployments, the admin API, the HTTP routes, the gRPC service and the sync between
+ingress replicas."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 from energy.metrics import recompute_joules_per_1k
 from gateway.admin import AdminApi
 from gateway.admin_routing import routing_routes
+from gateway.grpc_api import GrpcApi
 from gateway.http import HttpApi
 from gateway.pool_worker import RayPool
 from gateway.replica_sync import ReplicaSync
@@ -25,6 +27,7 @@ log = logging.getLogger("wattgate.wiring")
 class GatewayParts:
     data: DataPlaneParts
     api: HttpApi
+    grpc: GrpcApi
     sync: ReplicaSync | None = None
 
     def start_background(self) -> None:
@@ -61,4 +64,4 @@ def build_gateway(settings: Settings, pool_handles: dict[str, Any] | None = None
             log.warning("metrics from other replicas unavailable (%s); this replica only", exc)
             return render(data.snapshot())
 
-    return GatewayParts(data, HttpApi(data.dataplane, admin, metrics_text), sync)
+    return GatewayParts(data, HttpApi(data.dataplane, admin, metrics_text), GrpcApi(data.dataplane, admin), sync)
