@@ -193,3 +193,12 @@ def test_repository_index_unload_and_load_with_tritonclient(target):
     with pytest.raises(InferenceServerException) as info:
         client.load_model("nosuch")
     assert info.value.status() == "StatusCode.NOT_FOUND"
+
+
+def test_the_bench_grpc_load_generator_is_answered_ok(target):
+    import asyncio
+
+    from loadtests.grpcload import digits_grpc_request, run_grpc_load
+
+    result = asyncio.run(run_grpc_load(target, digits_grpc_request(), concurrency=4, duration_s=1.0, warmup_s=0.2))
+    assert result.requests > 10 and result.status_counts == {"OK": result.requests} and result.p50_ms <= result.p99_ms
