@@ -3,7 +3,12 @@ unchanged and by a raw gRPC channel for what tritonclient cannot send."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import io
+import re
 import time
+from pathlib import Path
 
 import grpc
 import httpx
@@ -16,6 +21,7 @@ from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
+from loadtests.grpcload import digits_grpc_request, run_grpc_load
 from wattgate.settings import load_settings
 
 pytestmark = pytest.mark.integration
@@ -196,9 +202,15 @@ def test_repository_index_unload_and_load_with_tritonclient(target):
 
 
 def test_the_bench_grpc_load_generator_is_answered_ok(target):
-    import asyncio
-
-    from loadtests.grpcload import digits_grpc_request, run_grpc_load
-
     result = asyncio.run(run_grpc_load(target, digits_grpc_request(), concurrency=4, duration_s=1.0, warmup_s=0.2))
     assert result.requests > 10 and result.status_counts == {"OK": result.requests} and result.p50_ms <= result.p99_ms
+
+
+def test_readme_grpc_example_runs(target):
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = text[text.index("### gRPC") : text.index("\n## ", text.index("### gRPC"))]
+    block = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(block.replace("127.0.0.1:8001", target), "README", "exec"), {})
+    assert re.fullmatch(r"\[\d \d\] True\n", out.getvalue())
