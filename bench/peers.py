@@ -6,6 +6,8 @@
 Per cell: requests/s, p50/p99, the server process tree's CPU-seconds per 1,000 requests and the
 *modelled* J per 1,000 requests (see bench.report). Prints the table with ratios to plain
 Ray Serve (HAProxy) and Triton, writes ``loadtests/results/bench-<stamp>.json`` and ``.png``.
+Triton and wattgate (cache off) also get digits cells over gRPC (``triton-grpc``, ``wattgate-grpc``,
+same server, ``loadtests.grpcload``), compared with Triton's gRPC.
 """
 
 from __future__ import annotations
@@ -25,10 +27,11 @@ import numpy as np
 from bench.report import Cell, add_ratios, finish, render_table, text_target, write_json
 from bench.settings import BenchSettings
 from bench.systems import (
-    LABELS, BenchModel, RunningSystem, discover_models, feature_skip, start_rayserve, start_triton, start_uvicorn,
+    GRPC_SYSTEMS, LABELS, BenchModel, RunningSystem, discover_models, feature_skip, start_rayserve, start_triton, start_uvicorn,
     start_wattgate,
 )
 from loadtests.aioload import digits_json_request, run_load
+from loadtests.grpcload import digits_grpc_request, run_grpc_load
 from loadtests.payloads import SENTENCES, ZipfSampler, digits_images
 from loadtests.procs import ProcessTreeCpu
 from wattgate.errors import WattgateError
@@ -75,33 +78,55 @@ def requests_for(system: str, model: BenchModel, s: BenchSettings) -> MakeReques
     return digits_json_request(rows=1)
 
 
-def http_cell(system: str, model: BenchModel, url: str, concurrency: int, pid: int, s: BenchSettings) -> Cell:
-    cpu = ProcessTreeCpu(pid)
-    marks: dict[str, float] = {}
-    cache = Counter()
+class _Window:
+    """Opens and closes the measured window: the server's CPU-seconds and the wall time between."""
 
-    def on_window(which: str) -> None:
+    def __init__(self, pid: int) -> None:
+        self.cpu = ProcessTreeCpu(pid)
+        self.marks: dict[str, float] = {}
+
+    def __call__(self, which: str) -> None:
         if which == "start":
-            cpu.start()
-            marks["t0"] = time.perf_counter()
+            self.cpu.start()
+            self.marks["t0"] = time.perf_counter()
         else:
-            marks["cpu_s"] = cpu.seconds()
-            marks["t1"] = time.perf_counter()
+            self.marks["cpu_s"] = self.cpu.seconds()
+            self.marks["t1"] = time.perf_counter()
+
+    def finish(self, cell: Cell, ok: int, s: BenchSettings) -> Cell:
+        window = self.marks.get("t1", 0.0) - self.marks.get("t0", 0.0) or s.duration_s
+        return finish(cell, ok, window, self.marks.get("cpu_s", float("nan")), os.cpu_count() or 1)
+
+
+def http_cell(system: str, model: BenchModel, url: str, concurrency: int, pid: int, s: BenchSettings) -> Cell:
+    window = _Window(pid)
+    cache = Counter()
 
     def observe(status: int, headers) -> None:
         state = headers.get("x-cache")
         if state:
             cache[state] += 1
 
-    result = asyncio.run(run_load(url, requests_for(system, model, s), concurrency, s.duration_s, s.warmup_s, on_window, observe))
+    result = asyncio.run(run_load(url, requests_for(system, model, s), concurrency, s.duration_s, s.warmup_s, window, observe))
     cell = Cell(model.label, system, LABELS[system], concurrency, requests=result.requests, errors=result.errors,
                 status_counts=result.status_counts, p50_ms=result.p50_ms, p99_ms=result.p99_ms)
     if cache["hit"] + cache["miss"]:
         cell.cache_hit_rate = cache["hit"] / (cache["hit"] + cache["miss"])
     if result.errors:
         cell.notes.append(f"{result.errors} non-2xx responses: {result.status_counts}")
-    window = marks.get("t1", 0.0) - marks.get("t0", 0.0) or s.duration_s
-    return finish(cell, result.status_counts.get("200", 0), window, marks.get("cpu_s", float("nan")), os.cpu_count() or 1)
+    return window.finish(cell, result.status_counts.get("200", 0), s)
+
+
+def grpc_cell(system: str, model: BenchModel, target: str, concurrency: int, pid: int, s: BenchSettings) -> Cell:
+    """digits over gRPC ModelInfer (raw tensors), one row per request."""
+    window = _Window(pid)
+    make = digits_grpc_request(model.peer_name)
+    result = asyncio.run(run_grpc_load(target, make, concurrency, s.duration_s, s.warmup_s, window))
+    cell = Cell(model.label, system, LABELS[system], concurrency, requests=result.requests, errors=result.errors,
+                status_counts=result.status_counts, p50_ms=result.p50_ms, p99_ms=result.p99_ms)
+    if result.errors:
+        cell.notes.append(f"{result.errors} non-OK calls: {result.status_counts}")
+    return window.finish(cell, result.status_counts.get("OK", 0), s)
 
 
 def inproc_cells(models: list[BenchModel], s: BenchSettings) -> list[Cell]:
@@ -180,9 +205,21 @@ def run_bench(s: BenchSettings, models: list[BenchModel], args) -> list[Cell]:
                         cell.notes.append(f"probe: {running.features}")
                     cells.append(cell)
                     print(f"bench:   {model.label} c={c}: {cell.requests_per_s or 0:,.0f} req/s, p99 {cell.p99_ms:.1f} ms", flush=True)
+            if running.grpc_system and not why:
+                cells += _grpc_cells(running, [m for m in models if m.label == "digits"], s)
         finally:
             running.stop()
         print(f"bench: {system} done in {time.perf_counter() - started:.0f} s", flush=True)
+    return cells
+
+
+def _grpc_cells(running: RunningSystem, models: list[BenchModel], s: BenchSettings) -> list[Cell]:
+    cells = []
+    for model in models:
+        for c in s.concurrency:
+            cell = grpc_cell(running.grpc_system, model, running.grpc_target, c, running.pid, s)
+            cells.append(cell)
+            print(f"bench:   {model.label} c={c} gRPC: {cell.requests_per_s or 0:,.0f} req/s, p99 {cell.p99_ms:.1f} ms", flush=True)
     return cells
 
 
@@ -231,9 +268,10 @@ def main(argv=None) -> int:
 
     args = parse_args(argv)
     s = settings_from(args)
-    unknown = [x for x in s.systems if x not in LABELS]
+    startable = [x for x in LABELS if x not in GRPC_SYSTEMS]
+    unknown = [x for x in s.systems if x not in startable]
     if unknown:
-        raise SystemExit(f"unknown systems {unknown}; choose from {', '.join(LABELS)}")
+        raise SystemExit(f"unknown systems {unknown}; choose from {', '.join(startable)} (triton and wattgate bring their gRPC cells)")
     models = discover_models(args.repository)
     if args.models:
         wanted = {x.strip() for x in args.models.split(",")}

@@ -29,10 +29,14 @@ LABELS = {
     "rayserve-default": "plain Ray Serve, @serve.batch, default proxy",
     "rayserve-haproxy": "plain Ray Serve, @serve.batch, HAProxy + throughput-optimized",
     "triton": TRITON_LABEL,
+    "triton-grpc": f"{TRITON_LABEL}, over gRPC",
     "wattgate": "wattgate, cache off, one local pool (no routing)",
+    "wattgate-grpc": "wattgate over gRPC (Serve's gRPC ingress via HAProxy), cache off, one local pool",
     "wattgate-cache": "wattgate, cache on (Zipf inputs), one local pool",
     "wattgate-green": "wattgate, green routing on",
 }
+
+GRPC_SYSTEMS = ("triton-grpc", "wattgate-grpc")  # cells measured on the triton / wattgate servers, not started alone
 
 
 @dataclass(frozen=True)
@@ -85,6 +89,9 @@ class RunningSystem:
     urls: dict[str, str]  # model label -> infer URL
     skips: dict[str, str] = field(default_factory=dict)  # model label -> why it has no cells
     features: dict[str, str] = field(default_factory=dict)
+    # System whose gRPC cells this server also answers ("triton-grpc"), and its host:port.
+    grpc_system: str | None = None
+    grpc_target: str | None = None
 
     @property
     def pid(self) -> int | None:
@@ -138,8 +145,8 @@ def start_triton(models, s: BenchSettings, log_dir) -> RunningSystem:
     if not served:
         raise Unavailable("no model this Triton setup can serve (text models need tokenizers)")
     libdir = _python_libdir(python)
-    port = free_port()
-    argv = [str(python), str(ROOT / "bench" / "triton_server.py"), "--http-port", str(port),
+    port, grpc_port = free_port(), free_port()
+    argv = [str(python), str(ROOT / "bench" / "triton_server.py"), "--http-port", str(port), "--grpc-port", str(grpc_port),
             "--max-batch-size", str(s.max_batch_size), "--max-queue-delay-us", str(int(s.batch_wait_timeout_s * 1e6)),
             *[a for m in served for a in ("--model", f"{m.peer_name}={m.path.resolve()}")]]
     env = dict(os.environ)
@@ -148,7 +155,8 @@ def start_triton(models, s: BenchSettings, log_dir) -> RunningSystem:
     base = f"http://127.0.0.1:{port}"
     for m in served:
         server.wait_ready(f"{base}/v2/models/{m.peer_name}/ready", s.server_start_timeout_s)
-    return RunningSystem("triton", server, {m.label: f"{base}/v2/models/{m.peer_name}/infer" for m in served}, skips)
+    return RunningSystem("triton", server, {m.label: f"{base}/v2/models/{m.peer_name}/infer" for m in served}, skips,
+                         grpc_system="triton-grpc", grpc_target=f"127.0.0.1:{grpc_port}")
 
 
 def _python_libdir(python: Path) -> str:
@@ -164,10 +172,10 @@ def start_wattgate(variant: str, cache_url: str | None = None, config: Path | No
     """``wattgate`` (cache off), ``wattgate-cache`` (cache on) or ``wattgate-green`` (routing on, cache off)."""
 
     def start(models, s: BenchSettings, log_dir: Path, repository: Path) -> RunningSystem:
-        port = free_port()
+        port, grpc_port = free_port(), free_port()
         state = Path(tempfile.mkdtemp(prefix=f"bench-{variant}-", dir=log_dir))
         overrides = {
-            "server": {"host": "127.0.0.1", "port": port, "proxy": "haproxy", "state_dir": str(state)},
+            "server": {"host": "127.0.0.1", "port": port, "grpc_port": grpc_port, "proxy": "haproxy", "state_dir": str(state)},
             "models": {"repository": str(repository.resolve()),
                        "defaults": {"max_batch_size": s.max_batch_size, "batch_wait_timeout_s": s.batch_wait_timeout_s}},
             "energy": {"ledger_path": str(state / "ledger.sqlite")},
@@ -188,6 +196,8 @@ def start_wattgate(variant: str, cache_url: str | None = None, config: Path | No
             server.wait_ready(f"{base}/v2/models/{name}/ready", s.server_start_timeout_s)
         system = RunningSystem(variant, server, {m.label: f"{base}/v2/models/{m.model}/infer" for m in models})
         system.features = probe_features(f"{base}/v2/models/digits/infer")
+        if variant == "wattgate":
+            system.grpc_system, system.grpc_target = "wattgate-grpc", f"127.0.0.1:{grpc_port}"
         return system
 
     return start

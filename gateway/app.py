@@ -1,8 +1,9 @@
 """The Ray Serve application: one ingress deployment that parses, routes, batches and runs locally.
 
 Hot path: HAProxy -> ingress replica (HTTP parse, cache, route, ``@serve.batch`` queue, ONNX Runtime)
--> response. A request hops to another process only when the chosen pool lives elsewhere (another
-node, region or hardware class); see README "Architecture".
+-> response; gRPC calls take the same path through Serve's gRPC ingress (``gateway/grpc_api.py``).
+A request hops to another process only when the chosen pool lives elsewhere (another node, region
+or hardware class); see README "Architecture".
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway.autoscaling import autoscaling_config, control_store_name, scaled_pools
+from gateway.grpc_api import GrpcIngress
 from gateway.http import error_response
 from gateway.pool_worker import PoolWorker
 from gateway.wiring import build_gateway
@@ -39,7 +41,7 @@ async def _read_body(request: Request, limit: int) -> bytes:
 
 
 @serve.deployment
-class Gateway:
+class Gateway(GrpcIngress):
     def __init__(self, settings: Settings, pool_handles: dict[str, Any] | None = None) -> None:
         logging.basicConfig(level=logging.INFO)
         self.settings = settings
@@ -47,12 +49,14 @@ class Gateway:
         self.api = self.parts.api
         self._background_started = False
 
-    async def __call__(self, request: Request) -> Response:
+    def _start_once(self) -> None:
         if not self._background_started:  # needs the serving event loop, which __init__ may not run on
             self._background_started = True
             self.parts.data.mark_ready()
             self.parts.start_background()
 
+    async def __call__(self, request: Request) -> Response:
+        self._start_once()
         try:
             body = await _read_body(request, self.settings.server.max_request_bytes)
         except PayloadTooLarge as exc:
@@ -67,6 +71,10 @@ class Gateway:
             request.url.query,
         )
         return Response(out, status_code=status, headers=headers)
+
+    async def _grpc_call(self, rpc: str, request: Any, grpc_context: Any) -> Any:
+        self._start_once()
+        return await self.parts.grpc.call(rpc, request, grpc_context)
 
     def check_health(self) -> None:
         # Serve calls this once the replica is up (before any request) and then periodically: the

@@ -14,6 +14,7 @@ from wattgate.net import free_port, free_port_range
 
 log = logging.getLogger("wattgate.serve")
 _INGRESS_PORTS = 64  # direct-ingress ports per gateway: one per replica on a node, with room to restart
+_GRPC_ENVELOPE_BYTES = 64 * 1024  # protobuf framing around a request's tensors, beyond server.max_request_bytes
 
 
 def register(sub) -> None:
@@ -21,14 +22,17 @@ def register(sub) -> None:
     p.add_argument("--config", type=Path, help="YAML settings file")
     p.add_argument("--host", help="listen address (default 127.0.0.1)")
     p.add_argument("--port", type=int, help="listen port (default 8000)")
+    p.add_argument("--grpc-port", type=int, help="OIP gRPC port (default 8001; 0: no gRPC)")
     p.add_argument("--build-missing", action="store_true", help="build the bundled digits model if it is missing")
 
 
-def proxy_env(proxy: str) -> dict[str, str]:
+def proxy_env(proxy: str, max_request_bytes: int | None = None) -> dict[str, str]:
     """Environment Ray Serve reads at start-up to pick its ingress path.
 
     HAProxy's stats/metrics ports and its socket and config files default to fixed values
     (8404, 9101, /tmp/haproxy-serve); give each gateway its own so two can run on one machine.
+    ``max_request_bytes`` caps the gRPC messages Serve's servers take (2 GiB by default) near the
+    request limit, so an oversized call is refused before it is buffered.
     """
     # One X-Request-Id per response; and ports of this gateway's own for the replicas' direct ingress
     # (Serve starts every cluster's at 30000 and 40000) and for the fallback proxy, so two gateways on
@@ -45,6 +49,8 @@ def proxy_env(proxy: str) -> dict[str, str]:
         "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT": str(free_port()),
         "RAY_SERVE_FALLBACK_PROXY_GRPC_PORT": str(free_port()),
     }
+    if max_request_bytes is not None:
+        one_id["RAY_SERVE_GRPC_MAX_MESSAGE_SIZE"] = str(max_request_bytes + _GRPC_ENVELOPE_BYTES)
     if proxy != "haproxy":
         return one_id
     import tempfile
@@ -68,9 +74,9 @@ def run(args: argparse.Namespace) -> int:
     from wattgate.settings import load_settings
 
     settings = load_settings(args.config)
-    if args.host or args.port:
-        server = settings.server.model_copy(update={k: v for k, v in (("host", args.host), ("port", args.port)) if v})
-        settings = settings.model_copy(update={"server": server})
+    given = {k: v for k, v in (("host", args.host), ("port", args.port), ("grpc_port", args.grpc_port)) if v is not None}
+    if given:
+        settings = settings.model_copy(update={"server": settings.server.model_copy(update=given)})
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.build_missing:
         from models.digits import build
@@ -92,7 +98,9 @@ def serve_forever(settings) -> None:
         # ray.init installs its own SIGTERM handler (sys.exit): take the signals back right after it.
         start(settings, on_ray_started=handle_signals)
         if not stop.is_set():
-            log.info("wattgate listening on http://%s:%d (proxy: %s)", settings.server.host, settings.server.port, settings.server.proxy)
+            s = settings.server
+            grpc_at = f", grpc {s.host}:{s.grpc_port}" if s.grpc_port else ""
+            log.info("wattgate listening on http://%s:%d%s (proxy: %s)", s.host, s.port, grpc_at, s.proxy)
         stop.wait()
     finally:
         shutdown(settings.energy.ledger_flush_interval_s + 0.5)
@@ -100,7 +108,7 @@ def serve_forever(settings) -> None:
 
 def start(settings, ray_address: str | None = None, on_ray_started=None) -> None:
     """Start Ray (local unless an address is given), Serve's ingress and the wattgate app."""
-    os.environ.update(proxy_env(settings.server.proxy))
+    os.environ.update(proxy_env(settings.server.proxy, settings.server.max_request_bytes))
     import ray
     from ray import serve
 
@@ -118,8 +126,16 @@ def start(settings, ray_address: str | None = None, on_ray_started=None) -> None
     )
     if on_ray_started is not None:
         on_ray_started()
-    serve.start(http_options={"host": settings.server.host, "port": settings.server.port})
+    serve.start(http_options={"host": settings.server.host, "port": settings.server.port},
+                grpc_options=grpc_options(settings.server.grpc_port))
     serve.run(build_app(settings), name=settings.server.app_name, route_prefix="/", blocking=False)
+
+
+def grpc_options(port: int) -> dict | None:
+    """Serve's gRPC ingress serving ``inference.GRPCInferenceService`` on ``port``; None (no gRPC) for 0."""
+    from gateway.grpc_service import SERVICER
+
+    return {"port": port, "grpc_servicer_functions": [SERVICER]} if port else None
 
 
 def shutdown(ledger_flush_s: float = 0.0) -> None:

@@ -6,8 +6,6 @@ same code serves behind Ray Serve (``gateway/app.py``) and behind a bare ASGI se
 
 from __future__ import annotations
 
-import hmac
-import ipaddress
 import logging
 import math
 import re
@@ -15,8 +13,9 @@ from urllib.parse import unquote
 from typing import Awaitable, Callable
 
 from gateway.admin import AdminApi, json_response as _json
+from gateway.auth import AdminAuth
 from serving.dataplane import DataPlane
-from wattgate.errors import Forbidden, NotFound, Unauthorized, Unavailable, WattgateError
+from wattgate.errors import NotFound, Unavailable, WattgateError
 
 log = logging.getLogger("wattgate.http")
 
@@ -33,24 +32,13 @@ def error_response(exc: WattgateError) -> Response:
     return status, headers, body
 
 
-def is_loopback(host: str | None) -> bool:
-    if not host:
-        return False
-    try:
-        return ipaddress.ip_address(host.split("%")[0]).is_loopback
-    except ValueError:
-        return host == "localhost"
-
-
 class HttpApi:
     def __init__(self, dataplane: DataPlane, admin: AdminApi, metrics_text: Callable[[], Awaitable[str]],
                  extra_routes: list[tuple[str, re.Pattern, Callable, bool]] | None = None) -> None:
         self.dp = dataplane
         self.admin = admin
         self._metrics_text = metrics_text
-        server = dataplane.settings.server
-        self._admin_key = server.admin_api_key.get_secret_value().encode() if server.admin_api_key else None
-        self._bound_to_loopback = is_loopback(server.host)
+        self._auth = AdminAuth(dataplane.settings.server)
         self._routes: list[tuple[str, re.Pattern, Callable, bool]] = [
             ("POST", re.compile(_MODEL + "/infer"), self._infer, False),  # the hot path, matched first
             ("GET", re.compile(r"/v2/?"), self._server_meta, False),
@@ -77,7 +65,7 @@ class HttpApi:
                 if match is None or m != method:
                     continue
                 if needs_admin:
-                    self._authorize(headers, client_host)
+                    self._auth.check(headers.get("authorization"), client_host)
                 # Segments are matched percent-encoded and decoded one by one, so an encoded "/" stays
                 # inside its segment and reaches the name check instead of re-shaping the path.
                 groups = [unquote(g) if g is not None else None for g in match.groups()]
@@ -90,18 +78,6 @@ class HttpApi:
         except Exception:  # a bug must cost one request, never the server
             log.exception("unhandled error on %s %s", method, path)
             return _json(500, {"error": "internal error; see the gateway log"})
-
-    def _authorize(self, headers: dict[str, str], client_host: str | None) -> None:
-        if self._admin_key is not None:
-            auth = headers.get("authorization", "")
-            token = auth[7:].encode() if auth[:7].lower() == "bearer " else b""
-            if not hmac.compare_digest(token, self._admin_key):
-                raise Unauthorized("admin endpoint: send 'Authorization: Bearer <admin API key>'")
-            return
-        # No key: only loopback callers, and only when the gateway itself listens on loopback (behind
-        # HAProxy every peer looks local, so a non-loopback bind cannot tell callers apart).
-        if not (self._bound_to_loopback and is_loopback(client_host)):
-            raise Forbidden("admin endpoints need an admin API key (server.admin_api_key) unless called on loopback")
 
     # -- handlers ----------------------------------------------------------------------------
     async def _server_meta(self, **_):

@@ -1,5 +1,6 @@
 """Builds an ingress replica: the data plane (serving/assembly.py) on Ray Serve's batch queue, pools
-that are Serve deployments, the admin API, the HTTP routes and the sync between ingress replicas."""
+that are Serve deployments, the admin API, the HTTP routes, the gRPC service and the sync between
+ingress replicas."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from gateway.admin import AdminApi
 from gateway.admin_routing import autoscaling_routes, routing_routes
 from gateway.autoscaling import PoolBoard, control_store_name, pool_metrics, render_samples, scaled_pools
 from gateway.dashboard import Dashboard
+from gateway.grpc_api import GrpcApi
 from gateway.http import HttpApi
 from gateway.pool_worker import RayPool
 from gateway.replica_sync import ReplicaSync
@@ -27,6 +29,7 @@ log = logging.getLogger("wattgate.wiring")
 class GatewayParts:
     data: DataPlaneParts
     api: HttpApi
+    grpc: GrpcApi
     sync: ReplicaSync | None = None
 
     def start_background(self) -> None:
@@ -76,4 +79,4 @@ def build_gateway(settings: Settings, pool_handles: dict[str, Any] | None = None
         return render(await gateway_snapshot()) + pools
 
     dashboard = Dashboard(gateway_snapshot, data.provider, data.intensity.regions, control)
-    return GatewayParts(data, HttpApi(data.dataplane, admin, metrics_text, dashboard.routes()), sync)
+    return GatewayParts(data, HttpApi(data.dataplane, admin, metrics_text, dashboard.routes()), GrpcApi(data.dataplane, admin), sync)

@@ -89,7 +89,9 @@ def run_locust(s: LoadtestSettings, url: str, run_dir: Path) -> tuple[Path, dict
 
 def start_gateway(config: Path | None, run_dir: Path, timeout_s: float) -> tuple[ServerProcess, str]:
     port = free_port()
-    argv = [sys.executable, "-m", "wattgate.cli", "serve", "--host", "127.0.0.1", "--port", str(port), "--build-missing"]
+    # No gRPC: the load is HTTP, and Triton's 8001 may be taken.
+    argv = [sys.executable, "-m", "wattgate.cli", "serve", "--host", "127.0.0.1", "--port", str(port), "--grpc-port", "0",
+            "--build-missing"]
     if config:
         argv += ["--config", str(config)]
     server = ServerProcess(argv, run_dir / "gateway.log", env=_env_with_root(), cwd=Path.cwd())

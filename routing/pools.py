@@ -59,38 +59,53 @@ _OIP_DATATYPES = {
 
 
 class OipPool:
-    """A remote Open Inference Protocol server. Its energy cannot be metered from here, so each
-    request is charged from the pool's energy curve (``remote_energy``), labelled as modelled."""
+    """A remote Open Inference Protocol server, over HTTP or gRPC (``protocol``). Its energy cannot be
+    metered from here, so each request is charged from the pool's energy curve (``remote_energy``),
+    labelled as modelled."""
 
     def __init__(self, url: str, energy_for: Callable[[str, int], RequestEnergy], model_name: str | None = None,
-                 timeout_s: float = 10.0) -> None:
+                 timeout_s: float = 10.0, protocol: str = "http") -> None:
+        if protocol not in ("http", "grpc"):
+            raise ValueError(f"protocol must be http or grpc, not {protocol!r}")
         self.url = url.removeprefix("http://")
         self.energy_for = energy_for  # (variant, rows) -> RequestEnergy
         self.model_name = model_name
         self.timeout_s = timeout_s
+        self.protocol = protocol
         self._client = None
 
-    async def run(self, job: PoolJob) -> WorkResult:
-        import tritonclient.http.aio as tc  # aiohttp-based: loaded only when a remote pool is used
+    def _tritonclient(self):
+        # aiohttp- or grpc.aio-based: loaded only when a remote pool of that protocol is used.
+        if self.protocol == "grpc":
+            import tritonclient.grpc.aio as tc
+        else:
+            import tritonclient.http.aio as tc
+        return tc
 
+    async def run(self, job: PoolJob) -> WorkResult:
         item = job.item
         if isinstance(item, TextWorkItem):
             raise BadRequest("text models are not served through remote OIP pools")
+        tc, grpc = self._tritonclient(), self.protocol == "grpc"
         if self._client is None:
-            self._client = tc.InferenceServerClient(self.url, conn_timeout=self.timeout_s)
+            self._client = tc.InferenceServerClient(self.url) if grpc else tc.InferenceServerClient(self.url, conn_timeout=self.timeout_s)
         inputs = []
         for name, array in item.inputs.items():
             dt = _OIP_DATATYPES.get(str(array.dtype))
             if dt is None:
                 raise BadRequest(f"cannot send dtype {array.dtype} to a remote pool")
             inp = tc.InferInput(name, list(array.shape), dt)
-            inp.set_data_from_numpy(np.ascontiguousarray(array), binary_data=True)
+            # gRPC always sends raw_input_contents; HTTP needs the binary tensor extension asked for.
+            inp.set_data_from_numpy(np.ascontiguousarray(array), **({} if grpc else {"binary_data": True}))
             inputs.append(inp)
-        outputs = [tc.InferRequestedOutput(n, binary_data=True) for n in job.output_names]
+        outputs = [tc.InferRequestedOutput(n) if grpc else tc.InferRequestedOutput(n, binary_data=True) for n in job.output_names]
         try:
-            result = await self._client.infer(self.model_name or job.model, inputs, outputs=outputs)
+            if grpc:
+                result = await self._client.infer(self.model_name or job.model, inputs, outputs=outputs, client_timeout=self.timeout_s)
+            else:
+                result = await self._client.infer(self.model_name or job.model, inputs, outputs=outputs)
         except Exception as exc:
-            raise DependencyError(f"remote pool {self.url} failed: {exc}") from exc
+            raise DependencyError(f"remote pool {self.url} ({self.protocol}) failed: {exc}") from exc
         return WorkResult(
             outputs={n: result.as_numpy(n) for n in job.output_names},
             energy=self.energy_for(job.variant, item.rows),

@@ -150,7 +150,7 @@ def build_router(
         elif spec.kind == "oip":
             # This ingress replica's share of the pool's idle power: the replicas' shares add up to one bill.
             account = PoolIdleAccount(pool_idle_w(pool), 1.0 / s.ingress_replicas)
-            executors[pool.name] = OipPool(spec.url, remote_energy(pool, account), spec.model_name)
+            executors[pool.name] = OipPool(spec.url, remote_energy(pool, account), spec.model_name, protocol=spec.protocol)
         elif pool.name in remote:
             executors[pool.name] = remote[pool.name]
         else:

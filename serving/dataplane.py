@@ -1,8 +1,9 @@
 """The data plane: what each Open Inference Protocol call does, free of HTTP servers and Ray.
 
 An infer call flows: parse -> validate against the card -> route -> cache -> run on the routed pool
-(batched) -> account energy and carbon -> encode. The HTTP layer (``gateway/http.py``) only maps
-paths to these methods and errors to statuses; a gRPC front end would call the same methods.
+(batched) -> account energy and carbon -> encode. The front ends only map their calls to these
+methods and errors to their statuses: REST (``gateway/http.py``) through ``infer``, gRPC
+(``gateway/grpc_api.py``) through ``serve`` with its own codec (``serving/grpc_codec.py``).
 """
 
 from __future__ import annotations
@@ -11,8 +12,9 @@ import itertools
 import string
 import time
 import uuid
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable, Protocol, TypeVar
 from urllib.parse import quote
-from typing import Awaitable, Callable, Protocol
 
 import numpy as np
 
@@ -25,6 +27,8 @@ from serving.accounting import RequestAccountant, ServedRequest
 from serving.host import LoadedVersion, ModelHost
 from serving.protocol import (
     MAX_ID_CHARS,
+    InferRequest,
+    RequestedOutput,
     decode_body,
     encode_infer_response,
     parameter_headers,
@@ -41,7 +45,21 @@ from wattgate.tensors import Tensor
 # Printable ASCII goes into the X-Request-Id header as it is; anything else is percent-encoded.
 _HEADER_SAFE = "".join(c for c in string.printable if c not in "%\t\n\r\x0b\x0c")
 
+T = TypeVar("T")
+
 EXTENSIONS = ["binary_tensor_data", "model_repository", "statistics", "energy", "carbon", "green_routing"]
+
+
+@dataclass(frozen=True)
+class InferAnswer:
+    """What one infer call produced, for a protocol front end to encode."""
+
+    model: str
+    version: str
+    outputs: list[Tensor]
+    requested: list[RequestedOutput]
+    request_id: str
+    parameters: dict[str, Any]  # energy, carbon, route and cache figures (README "Energy and carbon")
 
 
 class Cache(Protocol):
@@ -114,10 +132,17 @@ class DataPlane:
 
     # -- inference ---------------------------------------------------------------------------
     async def infer(self, name: str, version: str | None, body: bytes, headers: dict[str, str]) -> tuple[bytes, dict[str, str]]:
+        """OIP REST: the request body in; the response body and its headers out."""
+        return await self.serve(name, version, lambda: self._parse_rest(body, headers), _encode_rest, headers)
+
+    async def serve(self, name: str, version: str | None, parse: Callable[[], InferRequest],
+                    encode: Callable[[InferAnswer], T], headers: dict[str, str]) -> T:
+        """One infer call for any front end: ``parse`` runs once the model is known (an unknown model is
+        NotFound whatever the payload), ``encode`` while the request is still in hand (its CPU is request work)."""
         # While a request is in hand, the replica's dynamic energy is request work; between requests it is idle.
         self.accountant.request_started()
         try:
-            return await self._infer(name, version, body, headers)
+            return encode(await self._answer(name, version, parse, headers))
         except WattgateError as exc:
             if getattr(exc, "retry_after_s", None) is not None:  # shed: every pool past its bound
                 self._shed.inc(model=name)
@@ -125,14 +150,18 @@ class DataPlane:
         finally:
             self.accountant.request_finished()
 
-    async def _infer(self, name: str, version: str | None, body: bytes, headers: dict[str, str]) -> tuple[bytes, dict[str, str]]:
-        started = time.perf_counter()
-        loaded = self.host.resolve(name, version)  # unknown model: 404 before reading the body
+    def _parse_rest(self, body: bytes, headers: dict[str, str]) -> InferRequest:
         limit = self.settings.server.max_request_bytes
         if len(body) > limit:
             raise PayloadTooLarge(f"request body of {len(body)} bytes exceeds the {limit}-byte limit")
         body = decode_body(body, headers.get("content-encoding"), limit)
-        request = parse_infer_request(body, headers.get("inference-header-content-length"))
+        return parse_infer_request(body, headers.get("inference-header-content-length"))
+
+    async def _answer(self, name: str, version: str | None, parse: Callable[[], InferRequest],
+                      headers: dict[str, str]) -> InferAnswer:
+        started = time.perf_counter()
+        loaded = self.host.resolve(name, version)  # unknown model: 404 before reading the body
+        request = parse()
         card = loaded.card
         validate_inputs(request.inputs, card.inputs, loaded.serving.max_batch_size)
         requested = select_outputs(request, card.outputs)
@@ -170,11 +199,7 @@ class DataPlane:
             latency_ms=(time.perf_counter() - started) * 1000, request_id=request_id, rows=request.rows,
         )
         params = self.accountant.account(served).parameters()
-        # One id joins the response body, its X-Request-Id header and the ledger row.
-        body, out_headers = encode_infer_response(card.name, card.version, outputs, requested, request_id, params)
-        out_headers.update(parameter_headers(params))
-        out_headers["x-request-id"] = quote(request_id, safe=_HEADER_SAFE)
-        return body, out_headers
+        return InferAnswer(card.name, card.version, outputs, requested, request_id, params)
 
     @staticmethod
     def _work_item(loaded: LoadedVersion, variant: str, inputs: list[Tensor]) -> WorkItem | TextWorkItem:
@@ -184,6 +209,15 @@ class DataPlane:
         arrays = {t.name: t.data for t in inputs}
         rows = inputs[0].shape[0] if inputs[0].shape else 1
         return WorkItem(arrays, rows, float(rows))
+
+
+def _encode_rest(answer: InferAnswer) -> tuple[bytes, dict[str, str]]:
+    # One id joins the response body, its X-Request-Id header and the ledger row.
+    body, headers = encode_infer_response(answer.model, answer.version, answer.outputs, answer.requested,
+                                          answer.request_id, answer.parameters)
+    headers.update(parameter_headers(answer.parameters))
+    headers["x-request-id"] = quote(answer.request_id, safe=_HEADER_SAFE)
+    return body, headers
 
 
 def _client_request_id(headers: dict[str, str]) -> str | None:

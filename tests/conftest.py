@@ -26,11 +26,18 @@ def digits_repository(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def ray_serve():
-    """One local Ray + Serve for every integration test; yields the HTTP port."""
-    from gateway.cli import proxy_env
+def grpc_port() -> int:
+    """The session Serve's gRPC ingress port (OIP over gRPC), free-allocated like the HTTP one."""
+    return free_port()
 
-    os.environ.update(proxy_env("haproxy"))
+
+@pytest.fixture(scope="session")
+def ray_serve(grpc_port):
+    """One local Ray + Serve for every integration test, HTTP and gRPC ingress; yields the HTTP port."""
+    from gateway.cli import grpc_options, proxy_env
+    from wattgate.settings import ServerSettings
+
+    os.environ.update(proxy_env("haproxy", ServerSettings().max_request_bytes))
     import ray
     from ray import serve
 
@@ -42,7 +49,7 @@ def ray_serve():
         runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}},
         logging_level="WARNING",
     )
-    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    serve.start(http_options={"host": "127.0.0.1", "port": port}, grpc_options=grpc_options(grpc_port))
     yield port
     # ray.shutdown() stops Serve's actors and HAProxy with them in ~1 s; serve.shutdown() waits ~30 s.
     ray.shutdown()

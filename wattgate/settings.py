@@ -24,6 +24,8 @@ from wattgate.config_file import COMMAND_SECTIONS, FileSettings, build, read_con
 class ServerSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
+    # OIP over gRPC (inference.GRPCInferenceService), as Triton on 8001; 0 turns gRPC off.
+    grpc_port: int = Field(8001, ge=0, le=65535)
     # HAProxy + direct ingress measured ~17x the default Python proxy here (see README).
     proxy: Literal["haproxy", "default"] = "haproxy"
     ingress_replicas: int = Field(1, ge=1, le=64)
@@ -74,10 +76,12 @@ class ModelsSettings(BaseModel):
 
 class PoolExecutorSettings(BaseModel):
     """Where a topology pool runs. ``local``: in the ingress process (logical pools on this node);
-    ``ray``: a Serve deployment pinned to nodes by label; ``oip``: a remote OIP server (Triton, KServe...)."""
+    ``ray``: a Serve deployment pinned to nodes by label; ``oip``: a remote OIP server (Triton, KServe...)
+    at ``url`` (host:port), spoken to over ``protocol``."""
 
     kind: Literal["local", "ray", "oip"] = "local"
     url: str | None = None
+    protocol: Literal["http", "grpc"] = "http"
     model_name: str | None = None
     label_selector: dict[str, str] = Field(default_factory=dict)
     num_replicas: int = Field(1, ge=1, le=64)

@@ -11,7 +11,7 @@ import pytest
 import tritonclient.http as triton
 
 from bench.peer_servers import merge, split
-from bench.peers import http_cell, inproc_cells, zipf_digits_requests
+from bench.peers import grpc_cell, http_cell, inproc_cells, zipf_digits_requests
 from bench.settings import BenchSettings
 from bench.systems import discover_models, feature_skip, start_triton, start_uvicorn
 from loadtests.payloads import digits_images
@@ -99,9 +99,12 @@ def test_triton_peer_serves_digits_and_stops_cleanly(digits_repository, tmp_path
         got = _client_infer(running.urls["digits"], x, binary=True)
         np.testing.assert_array_equal(got.reshape(-1), _direct_labels(digits_repository, x))
         cell = http_cell("triton", models[0], running.urls["digits"], 4, running.pid, s)
+        over_grpc = grpc_cell(running.grpc_system, models[0], running.grpc_target, 4, running.pid, s)
     finally:
         running.stop()
     assert cell.status_counts == {"200": cell.requests} and cell.requests_per_s > 20 and cell.cpu_s > 0
+    assert over_grpc.system == "triton-grpc" and over_grpc.status_counts == {"OK": over_grpc.requests}
+    assert over_grpc.requests_per_s > 20 and over_grpc.cpu_s > 0
     # No orphaned tritonserver: stop() waited for (or killed) everything in the server's session.
     alive = subprocess.run(["ps", "-o", "stat=", "-s", str(running.pid)], capture_output=True, text=True).stdout.split()
     assert all(stat.startswith("Z") for stat in alive)

@@ -30,6 +30,15 @@ def test_ratios_compare_to_the_reference_at_the_same_cell(tmp_path):
     assert plot_bench([c.to_dict() for c in cells], tmp_path / "b.png").stat().st_size > 10_000
 
 
+def test_grpc_cells_are_compared_with_tritons_grpc_and_http_cells_are_not():
+    cells = [finish(Cell("digits", s, s, 32), n, 10.0, 1.0, 2) for s, n in (
+        ("triton", 3000), ("triton-grpc", 4000), ("wattgate", 2000), ("wattgate-grpc", 5000))]
+    add_ratios(cells)
+    assert cells[3].ratios["rps_x_triton_grpc"] == pytest.approx(1.25)
+    assert "rps_x_triton_grpc" not in cells[2].ratios and "rps_x_triton_grpc" not in cells[1].ratios
+    assert "rps xTritonGRPC" in bench_table(cells, "test machine") and "1.25" in bench_table(cells, "test machine")
+
+
 def test_text_target_divides_wattgate_int8_by_naive_fp32_at_each_concurrency():
     cells = [finish(Cell(m, s, s, c), n, 10.0, 1.0, 2) for m, s, c, n in (
         ("minilm:fp32", "rayserve-haproxy", 8, 1500), ("minilm:int8", "rayserve-haproxy", 8, 3000),

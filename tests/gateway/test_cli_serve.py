@@ -1,5 +1,5 @@
 """`wattgate serve` runs in the foreground and stops cleanly on SIGTERM, leaving no Ray process behind
-and every answered request in the ledger."""
+and every answered request, HTTP or gRPC, in the ledger."""
 
 from __future__ import annotations
 
@@ -11,8 +11,10 @@ import time
 from pathlib import Path
 
 import httpx
+import numpy as np
 import psutil
 import pytest
+import tritonclient.grpc as tg
 import yaml
 
 pytestmark = pytest.mark.integration
@@ -23,13 +25,13 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_serve_answers_then_stops_cleanly(digits_repository, tmp_path, sig):
     from tests.conftest import free_port
 
-    port = free_port()
+    port, grpc_port = free_port(), free_port()
     cfg = tmp_path / "wattgate.yaml"
     cfg.write_text(yaml.safe_dump({
         "server": {"port": port, "state_dir": str(tmp_path / "var")},
         "models": {"repository": str(digits_repository)},
     }))
-    proc = subprocess.Popen([sys.executable, "-m", "wattgate.cli", "serve", "--config", str(cfg)], cwd=ROOT,
+    proc = subprocess.Popen([sys.executable, "-m", "wattgate.cli", "serve", "--config", str(cfg), "--grpc-port", str(grpc_port)], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     family: set[int] = set()
     try:
@@ -52,6 +54,11 @@ def test_serve_answers_then_stops_cleanly(digits_repository, tmp_path, sig):
             r = httpx.post(f"http://127.0.0.1:{port}/v2/models/digits/infer", json=body, timeout=30)
             assert r.status_code == 200 and r.headers["x-request-id"] == r.json()["id"] == f"before-stop-{i}"
             answered.add(r.json()["id"])
+        over_grpc = tg.InferenceServerClient(f"127.0.0.1:{grpc_port}")
+        inp = tg.InferInput("pixels", [1, 64], "FP32")
+        inp.set_data_from_numpy(np.full((1, 64), 3.0, np.float32))
+        assert over_grpc.infer("digits", [inp], request_id="over-grpc").get_response().id == "over-grpc"
+        answered.add("over-grpc")
         proc.send_signal(sig)
         assert proc.wait(timeout=60) == 0
         from energy.ledger import EnergyLedger

@@ -1,4 +1,5 @@
-"""A remote pool is any Open Inference Protocol server: here a real Triton 2.51 (PyTriton) process."""
+"""A remote pool is any Open Inference Protocol server: here a real Triton 2.51 (PyTriton) process,
+reached over HTTP and over gRPC."""
 
 from __future__ import annotations
 
@@ -17,28 +18,35 @@ ROOT = Path(__file__).resolve().parents[2]
 TRITON_PY = ROOT / ".venv-triton" / "bin" / "python"
 
 
+@pytest.fixture(scope="module", params=["http", "grpc"])
+def protocol(request) -> str:
+    return request.param
+
+
 @pytest.fixture(scope="module")
-def triton(digits_repository, tmp_path_factory):
+def triton(digits_repository, tmp_path_factory, protocol):
+    """A Triton per protocol (the test stops it); yields it and the port the pool speaks ``protocol`` to."""
     if not TRITON_PY.exists():
         pytest.skip("no .venv-triton (make .venv-triton/.installed creates it)")
     from loadtests.procs import ServerProcess, free_port
 
-    port = free_port()
+    port, grpc_port = free_port(), free_port()
     libdir = __import__("subprocess").run(
         [str(TRITON_PY), "-c", "import sysconfig; print(sysconfig.get_config_var('LIBDIR'))"], capture_output=True, text=True
     ).stdout.strip()
     server = ServerProcess(
-        [str(TRITON_PY), str(ROOT / "bench" / "triton_server.py"), "--model", f"digits={digits_repository / 'digits' / '1' / 'fp32.onnx'}", "--http-port", str(port)],
+        [str(TRITON_PY), str(ROOT / "bench" / "triton_server.py"), "--model", f"digits={digits_repository / 'digits' / '1' / 'fp32.onnx'}", "--http-port", str(port),
+         "--grpc-port", str(grpc_port)],
         tmp_path_factory.mktemp("triton") / "triton.log",
         env={**__import__("os").environ, "LD_LIBRARY_PATH": libdir},
     )
     server.wait_ready(f"http://127.0.0.1:{port}/v2/health/ready", timeout_s=120)
-    yield server, port
+    yield server, grpc_port if protocol == "grpc" else port
     server.stop()
 
 
 @pytest.fixture(scope="module")
-def gateway(deploy, digits_repository, triton, tmp_path_factory):
+def gateway(deploy, digits_repository, triton, tmp_path_factory, protocol):
     _, port = triton
     tmp = tmp_path_factory.mktemp("remote")
     topology = {
@@ -58,7 +66,7 @@ def gateway(deploy, digits_repository, triton, tmp_path_factory):
         cache={"enabled": False},
         intensity={"provider": "static", "static": {"table": {"FR": 56, "DE": 381}}},
         routing={"topology_file": str(tmp / "topology.yaml"), "default_client_region": "FR"},
-        pools={"fr-triton": {"kind": "oip", "url": f"127.0.0.1:{port}"}},
+        pools={"fr-triton": {"kind": "oip", "url": f"127.0.0.1:{port}", "protocol": protocol}},
     )
     return deploy(settings)
 

@@ -1,0 +1,38 @@
+"""Who may call the admin API (model repository, registry, routing control), for HTTP and gRPC alike."""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+
+from wattgate.errors import Forbidden, Unauthorized
+from wattgate.settings import ServerSettings
+
+
+def is_loopback(host: str | None) -> bool:
+    if not host:
+        return False
+    try:
+        return ipaddress.ip_address(host.split("%")[0]).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+class AdminAuth:
+    """A bearer ``server.admin_api_key``; with no key configured, loopback callers only."""
+
+    def __init__(self, server: ServerSettings) -> None:
+        self._key = server.admin_api_key.get_secret_value().encode() if server.admin_api_key else None
+        self._bound_to_loopback = is_loopback(server.host)
+
+    def check(self, authorization: str | None, client_host: str | None) -> None:
+        if self._key is not None:
+            auth = authorization or ""
+            token = auth[7:].encode() if auth[:7].lower() == "bearer " else b""
+            if not hmac.compare_digest(token, self._key):
+                raise Unauthorized("admin endpoint: send 'Authorization: Bearer <admin API key>'")
+            return
+        # No key: only loopback callers, and only when the gateway itself listens on loopback (behind
+        # HAProxy every peer looks local, so a non-loopback bind cannot tell callers apart).
+        if not (self._bound_to_loopback and is_loopback(client_host)):
+            raise Forbidden("admin endpoints need an admin API key (server.admin_api_key) unless called on loopback")
