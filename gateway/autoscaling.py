@@ -248,6 +248,17 @@ def pool_metrics(view: dict, specs: Mapping[str, ScalingSpec]) -> list[tuple[str
     return out
 
 
+def pool_families(view: dict, specs: Mapping[str, ScalingSpec]) -> dict:
+    """The same samples as metrics-snapshot families (``wattgate.metrics`` format), to add to a merged
+    snapshot: they are the control actor's totals, never summed over ingress replicas."""
+    out: dict = {}
+    for name, kind, help_text, labels, value in pool_metrics(view, specs):
+        fam = out.setdefault(name, {"kind": kind, "help": help_text, "labels": list(labels), "buckets": [],
+                                    "merge": "max", "series": []})
+        fam["series"].append([[str(v) for v in labels.values()], value])
+    return out
+
+
 def render_samples(samples: list[tuple[str, str, str, dict, float]]) -> str:
     lines, seen = [], set()
     for name, kind, help_text, labels, value in samples:

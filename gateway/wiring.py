@@ -11,7 +11,7 @@ from typing import Any
 from energy.metrics import recompute_joules_per_1k
 from gateway.admin import AdminApi
 from gateway.admin_routing import autoscaling_routes, routing_routes
-from gateway.autoscaling import PoolBoard, control_store_name, pool_metrics, render_samples, scaled_pools
+from gateway.autoscaling import PoolBoard, control_store_name, pool_families, scaled_pools
 from gateway.dashboard import Dashboard
 from gateway.grpc_api import GrpcApi
 from gateway.http import HttpApi
@@ -67,16 +67,16 @@ def build_gateway(settings: Settings, pool_handles: dict[str, Any] | None = None
     async def gateway_snapshot() -> dict:
         if sync is None:
             return data.snapshot()
+        # Autoscaled pools: the control actor's totals, added once (not summed over ingress replicas).
+        pools = pool_families(sync.pools_view, specs) if specs else {}
         try:  # the whole gateway's totals: every ingress replica's latest snapshot
-            return recompute_joules_per_1k(merge(await sync.gateway_snapshots()))
+            return {**recompute_joules_per_1k(merge(await sync.gateway_snapshots())), **pools}
         except Exception as exc:
             log.warning("metrics from other replicas unavailable (%s); this replica only", exc)
-            return data.snapshot()
+            return {**data.snapshot(), **pools}
 
     async def metrics_text() -> str:
-        # Autoscaled pools: the control actor's totals, once (not summed over ingress replicas).
-        pools = render_samples(pool_metrics(sync.pools_view, specs)) if specs and sync is not None else ""
-        return render(await gateway_snapshot()) + pools
+        return render(await gateway_snapshot())
 
     dashboard = Dashboard(gateway_snapshot, data.provider, data.intensity.regions, control)
     return GatewayParts(data, HttpApi(data.dataplane, admin, metrics_text, dashboard.routes()), GrpcApi(data.dataplane, admin), sync)
