@@ -51,7 +51,7 @@ def build_gateway(settings: Settings, pool_handles: dict[str, Any] | None = None
     board = None
     if core is not None and with_sync:
         shared = {name for name, ex in settings.pools.items() if ex.kind in ("ray", "oip")}
-        board = PoolBoard(data.router, data.intensity, specs, shared & set(core.topology.names))
+        board = PoolBoard(data.router, data.intensity, specs, shared & set(core.topology.names), data.metrics)
     if with_sync:
         def apply_model(name: str, action: str) -> None:
             host.load(name) if action == "load" else host.unload(name)
