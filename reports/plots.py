@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import matplotlib
@@ -25,8 +26,9 @@ def _trend(path: Path, days, values, ylabel: str, title: str, colour: str) -> No
     ax.set_title(title)
     ax.set_ylim(bottom=0)
     ax.grid(True, alpha=0.3)
-    ax.xaxis.set_major_formatter(mdates.DateFormatter("%Y-%m-%d"))
-    fig.autofmt_xdate()
+    locator = mdates.AutoDateLocator(minticks=3, maxticks=10)
+    ax.xaxis.set_major_locator(locator)
+    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
@@ -34,14 +36,21 @@ def _trend(path: Path, days, values, ylabel: str, title: str, colour: str) -> No
 
 def write_plots(report: Report, out_dir: Path) -> dict[str, str]:
     """Write the PNGs into ``out_dir``; returns their file names by what they show."""
-    days = [t.day for t in report.trends]
-    _trend(out_dir / TREND_ENERGY, days, [t.energy_j_per_1k_requests for t in report.trends],
+    # Every day of the period: a day without requests is 0 requests and a gap in the per-1k lines.
+    by_day = {t.day: t for t in report.trends}
+    first, last = report.period.start.date(), (report.period.end - timedelta(microseconds=1)).date()
+    days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
+    nan = float("nan")
+
+    def per_day(value) -> list[float]:
+        return [nan if d not in by_day or value(by_day[d]) is None else value(by_day[d]) for d in days]
+
+    _trend(out_dir / TREND_ENERGY, days, per_day(lambda t: t.energy_j_per_1k_requests),
            "J per 1,000 requests", "Energy per 1,000 requests, per day (UTC)", "#1f5fa8")
-    carbon = [t.carbon_g_per_1k_requests for t in report.trends]
-    _trend(out_dir / TREND_CARBON, days, [float("nan") if c is None else c for c in carbon],
+    _trend(out_dir / TREND_CARBON, days, per_day(lambda t: t.carbon_g_per_1k_requests),
            "gCO2eq per 1,000 requests", "Carbon per 1,000 requests, per day (UTC)", "#2e7d32")
-    _trend(out_dir / TREND_REQUESTS, days, [t.requests for t in report.trends], "requests", "Requests per day (UTC)",
-           "#6a3d9a")
+    _trend(out_dir / TREND_REQUESTS, days, [by_day[d].requests if d in by_day else 0 for d in days], "requests",
+           "Requests per day (UTC)", "#6a3d9a")
 
     rows = [r for r in report.by_model if r.sci_g_per_request is not None]
     fig, ax = plt.subplots(figsize=(8, max(2.0, 0.5 * len(rows) + 1)), dpi=100)
@@ -53,8 +62,7 @@ def write_plots(report: Report, out_dir: Path) -> dict[str, str]:
     ax.barh(names, embodied, left=operational, color="#8d6e63", label="embodied (M) per request")
     ax.set_xlabel("gCO2eq per request (SCI)")
     ax.set_title("SCI per model")
-    ax.legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out_dir / SCI_BY_MODEL)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.25), ncol=2, fontsize=8, frameon=False)
+    fig.savefig(out_dir / SCI_BY_MODEL, bbox_inches="tight")
     plt.close(fig)
     return {"energy": TREND_ENERGY, "carbon": TREND_CARBON, "requests": TREND_REQUESTS, "sci": SCI_BY_MODEL}
