@@ -139,9 +139,9 @@ class EnergyLedger:
             except sqlite3.Error as exc:
                 raise DependencyError(f"energy ledger write failed: {exc}") from exc
 
-    def accounts(self, since_s: float | None = None) -> list[dict]:
-        """Energy booked to no request, summed per kind and method."""
-        where, params = _since(since_s)
+    def accounts(self, since_s: float | None = None, until_s: float | None = None) -> list[dict]:
+        """Energy booked to no request in ``[since_s, until_s)``, summed per kind and method."""
+        where, params = _since(since_s, until_s)
         rows = self._query(f"SELECT kind, method, COUNT(*), COALESCE(SUM(energy_j), 0) FROM accounts{where} "
                            "GROUP BY kind, method ORDER BY kind, method", params)
         return [{"kind": k, "method": m, "entries": n, "energy_j": e} for k, m, n, e in rows]
@@ -233,9 +233,9 @@ class EnergyLedger:
         where, params = _since(since_s)
         return int(self._query(f"SELECT COUNT(*) FROM ledger{where}", params)[0][0])
 
-    def records(self, limit: int | None = 100, since_s: float | None = None) -> list[LedgerRecord]:
-        """Records from ``since_s`` on, oldest first."""
-        where, params = _since(since_s)
+    def records(self, limit: int | None = 100, since_s: float | None = None, until_s: float | None = None) -> list[LedgerRecord]:
+        """Records in ``[since_s, until_s)`` (either end open when None), oldest first."""
+        where, params = _since(since_s, until_s)
         sql = f"{_SELECT}{where} ORDER BY time_s, id"
         if limit is not None:
             sql += " LIMIT ?"
@@ -283,7 +283,8 @@ class EnergyLedger:
         return export_records(self.iter_records(since_s), path, fmt)
 
 
-def _since(since_s: float | None) -> tuple[str, tuple]:
-    if since_s is None:
+def _since(since_s: float | None, until_s: float | None = None) -> tuple[str, tuple]:
+    clauses = [(c, float(v)) for c, v in (("time_s >= ?", since_s), ("time_s < ?", until_s)) if v is not None]
+    if not clauses:
         return "", ()
-    return " WHERE time_s >= ?", (float(since_s),)
+    return " WHERE " + " AND ".join(c for c, _ in clauses), tuple(v for _, v in clauses)
