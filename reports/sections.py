@@ -61,10 +61,12 @@ def _summary(r: Report) -> list[Block]:
         )),
     ]
     if r.accounts:
-        blocks.append(Para("Energy charged to no request (start-up: model load, warm-up), not in the figures above "
-                           "(it has no region, so no carbon):"))
-        blocks.append(Table(("kind", "method", "entries", "energy_kwh"), tuple(
-            (a["kind"], a["method"], str(a["entries"]), num(a["energy_j"] / J_PER_KWH)) for a in r.accounts)))
+        blocks.append(Para("Energy charged to no request (start-up: model load, warm-up; idle: autoscaled pool "
+                           "replicas' static power while provisioned), not in the figures above (no carbon: "
+                           "these rows carry no region intensity):"))
+        blocks.append(Table(("kind", "pool", "method", "entries", "energy_kwh"), tuple(
+            (a["kind"], a.get("pool") or "-", a["method"], str(a["entries"]), num(a["energy_j"] / J_PER_KWH))
+            for a in r.accounts)))
     elif r.tenant is not None:
         blocks.append(Para("Start-up energy belongs to no tenant and is left out of a tenant's report."))
     return blocks

@@ -57,3 +57,10 @@ def test_scaling_decisions_have_reasons_and_idle_energy_is_metered_per_pool(resu
     gb = next(v for k, v in seconds.items() if 'pool="gb-arm"' in k)
     fr = next(v for k, v in seconds.items() if 'pool="fr-x86"' in k)
     assert fr < gb  # scaled to zero part of the time, so provisioned for less
+
+
+def test_the_ledger_books_idle_energy_per_pool(result):
+    idle = {a["pool"]: a["energy_j"] for a in result["accounts"] if a["kind"] == "idle"}
+    assert idle.get("gb-arm", 0) > 0, result["accounts"]  # on for the whole run: booked every minute
+    # Pools that scaled down booked what their replicas drew while provisioned.
+    assert any(idle.get(p, 0) > 0 for p in ("fr-x86", "de-x86")), result["accounts"]

@@ -63,10 +63,10 @@ def test_report_totals_reconcile_with_the_ledger(setup):
             assert sum(g["carbon_g"] for g in figures[key].values()) == pytest.approx(figures["total"]["carbon_g"], rel=1e-12)
         (total,) = ledger.totals(since_s=start)
     assert figures["total"]["energy_j"] == pytest.approx(total["energy_j"], rel=1e-12)
-    assert figures["accounts"] == [{"kind": "startup", "method": "cpu-time-model", "entries": 1, "energy_j": 36.0}]
+    assert figures["accounts"] == [{"kind": "startup", "pool": None, "method": "cpu-time-model", "entries": 1, "energy_j": 36.0}]
     md = (tmp / "out" / "report.md").read_text()
     assert f"| legacy | 4 | {4 * 0.03 / 3.6e6:.4g} |" in md  # the per-model SCI row: group, R_requests, E_kwh
-    assert "| startup | cpu-time-model | 1 | 1e-05 |" in md
+    assert "| startup | - | cpu-time-model | 1 | 1e-05 |" in md
     assert all(r.time_s < end for r in ledger_rows())
 
 
