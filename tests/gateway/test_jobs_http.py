@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -21,14 +22,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "jobs"))
 from jobs_fakes import DIRTY, TRACES, digits_body  # noqa: E402
 
 
-@pytest.fixture
-def served(make_plane, tmp_path):
-    """HttpApi with the jobs routes on a loopback HTTP server; its coroutines run on one loop thread."""
+REPLAY = {"provider": "replay", "replay": {"files": {"DE": str(TRACES / "DE_2020H1.csv")},
+                                           "start": DIRTY.isoformat(), "speed": 0}}
+
+
+@pytest.fixture(params=[REPLAY])
+def served(request, make_plane, tmp_path):
+    """HttpApi with the jobs routes on a loopback HTTP server; its coroutines (and the job runner) run
+    on one loop thread."""
     parts = make_plane(
         routing={"topology_file": str(tmp_path / "none.yaml")},
         server={"region": "DE", "state_dir": str(tmp_path / "state"), "max_request_bytes": 64 * 1024},
-        intensity={"provider": "replay", "replay": {"files": {"DE": str(TRACES / "DE_2020H1.csv")},
-                                                     "start": DIRTY.isoformat(), "speed": 0}},
+        intensity=request.param, jobs={"poll_interval_s": 0.05},
     )
     jobs = build_jobs(parts)
 
@@ -38,6 +43,11 @@ def served(make_plane, tmp_path):
     api = HttpApi(parts.dataplane, AdminApi(parts.host.registry, parts.host), metrics_text, jobs_routes(jobs.service))
     loop = asyncio.new_event_loop()
     threading.Thread(target=loop.run_forever, daemon=True).start()
+
+    async def start_runner():
+        jobs.start()
+
+    asyncio.run_coroutine_threadsafe(start_runner(), loop).result(5)
 
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, *args):
@@ -62,6 +72,7 @@ def served(make_plane, tmp_path):
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{httpd.server_address[1]}", api, jobs
     httpd.shutdown()
+    loop.call_soon_threadsafe(jobs.task.cancel)
     loop.call_soon_threadsafe(loop.stop)
 
 
@@ -100,3 +111,16 @@ def test_wattgate_jobs_list_show_cancel(served, capsys):
     assert main(["jobs", "cancel", job["id"], "--url", url, "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["state"] == "cancelled"
     assert main(["jobs", "show", "nope", "--url", url]) == 1
+
+
+@pytest.mark.parametrize("served", [{"provider": "static"}], indirect=True)
+def test_the_readme_python_example_runs(served, capsys):
+    """With no forecast (static intensity) the job runs at once, so the example's loop ends."""
+    url, _, _ = served
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = re.search(r"^## Deferrable jobs.*?(?=^## )", readme, re.S | re.M).group(0)
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    code = code.replace('"http://127.0.0.1:8000"', repr(url)).replace("time.sleep(30)", "time.sleep(0.1)")
+    exec(compile(code, "README.md", "exec"), {})
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("scheduled ") and out[1].startswith("done {") and "'carbon_g'" in out[1]
