@@ -19,7 +19,7 @@ from typing import Iterator, Sequence
 
 from energy.ledger_export import export_records
 # LedgerRecord is re-exported: the gateway and reports import it with EnergyLedger from here.
-from energy.ledger_record import FIELDS, LedgerRecord
+from energy.ledger_record import FIELDS, JOB_FIELDS, JobRecord, LedgerRecord
 from wattgate.errors import BadRequest, DependencyError
 
 log = logging.getLogger(__name__)
@@ -44,7 +44,8 @@ _SQL_TYPES = {
 }
 GROUPABLE = ("model", "version", "variant", "region", "hardware", "pool", "energy_method", "cache", "tenant", "route_reason")
 # 2: active_j, idle_j and intensity_source; carbon may be NULL (no intensity reading); start-up accounts.
-SCHEMA_VERSION = 2
+# 3: the jobs table (deferrable jobs: decision and counterfactual carbon); accounts.pool (added in place).
+SCHEMA_VERSION = 3
 # startup: a replica's start (model load, warm-up); idle: an autoscaled pool replica's static power
 # while provisioned (booked by the replica itself, per pool).
 ACCOUNT_KINDS = ("startup", "idle")
@@ -58,6 +59,13 @@ _CREATE = (
 _CREATE_ACCOUNTS = (
     "CREATE TABLE IF NOT EXISTS accounts (id INTEGER PRIMARY KEY AUTOINCREMENT, time_s REAL NOT NULL, "
     "kind TEXT NOT NULL, energy_j REAL NOT NULL, method TEXT NOT NULL, measured INTEGER NOT NULL, pool TEXT)"
+)
+# Deferrable jobs (jobs/): one row per finished job, keyed by job id (a re-write replaces, never doubles).
+_CREATE_JOBS = (
+    "CREATE TABLE IF NOT EXISTS jobs (job_id TEXT PRIMARY KEY, time_s REAL NOT NULL, model TEXT NOT NULL, version TEXT, "
+    "state TEXT NOT NULL, decision TEXT NOT NULL, plan_reason TEXT NOT NULL, submitted_at TEXT NOT NULL, "
+    "scheduled_for TEXT NOT NULL, deadline TEXT NOT NULL, region TEXT, expected_intensity_g_per_kwh REAL, "
+    "requests INTEGER NOT NULL, energy_j REAL NOT NULL, carbon_g REAL, counterfactual_carbon_g REAL)"
 )
 _INSERT = f"INSERT INTO ledger ({', '.join(FIELDS)}) VALUES ({', '.join('?' for _ in FIELDS)})"
 _SELECT = f"SELECT {', '.join(FIELDS)} FROM ledger"
@@ -97,6 +105,7 @@ class EnergyLedger:
             self._conn.execute(_CREATE_ACCOUNTS)
             if "pool" not in [r[1] for r in self._conn.execute("PRAGMA table_info(accounts)")]:
                 self._conn.execute("ALTER TABLE accounts ADD COLUMN pool TEXT")  # ledgers before per-pool idle
+            self._conn.execute(_CREATE_JOBS)
             self._conn.execute("CREATE INDEX IF NOT EXISTS ledger_time ON ledger (time_s)")
             self._conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         except (OSError, sqlite3.Error) as exc:
@@ -116,7 +125,7 @@ class EnergyLedger:
         """A version-1 ledger (carbon NOT NULL, no active/idle columns) is copied into the new table."""
         version = self._conn.execute("PRAGMA user_version").fetchone()[0]
         exists = self._conn.execute("SELECT name FROM sqlite_master WHERE type='table' AND name='ledger'").fetchone()
-        if not exists or version >= SCHEMA_VERSION:
+        if not exists or version >= 2:  # 2 -> 3 only adds a table
             return
         old = [r[1] for r in self._conn.execute("PRAGMA table_info(ledger)")]
         kept = ", ".join(c for c in FIELDS if c in old)
@@ -143,6 +152,22 @@ class EnergyLedger:
                 )
             except sqlite3.Error as exc:
                 raise DependencyError(f"energy ledger write failed: {exc}") from exc
+
+    def record_job(self, job: JobRecord) -> None:
+        """Book a finished deferrable job (written at once: rare)."""
+        with self._db_lock:
+            try:
+                self._conn.execute(
+                    f"INSERT OR REPLACE INTO jobs ({', '.join(JOB_FIELDS)}) VALUES ({', '.join('?' for _ in JOB_FIELDS)})",
+                    tuple(getattr(job, f) for f in JOB_FIELDS),
+                )
+            except sqlite3.Error as exc:
+                raise DependencyError(f"energy ledger write failed: {exc}") from exc
+
+    def jobs(self, limit: int = 100) -> list[JobRecord]:
+        """Finished jobs, newest first."""
+        rows = self._query(f"SELECT {', '.join(JOB_FIELDS)} FROM jobs ORDER BY time_s DESC LIMIT ?", (int(limit),))
+        return [JobRecord(*r) for r in rows]
 
     def accounts(self, since_s: float | None = None, until_s: float | None = None) -> list[dict]:
         """Energy booked to no request in ``[since_s, until_s)``, summed per kind, pool and method

@@ -40,3 +40,29 @@ class LedgerRecord:
 
 
 FIELDS = tuple(f.name for f in fields(LedgerRecord))
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    """One deferrable job in the ledger: when it was asked for, when it ran and why, and the carbon
+    it cost against the counterfactual (the same requests run at submission, same pool)."""
+
+    job_id: str
+    time_s: float  # unix seconds, when the job finished
+    model: str
+    version: str | None
+    state: str
+    decision: str  # "shifted" | "now-is-cleanest" | "no-forecast"
+    plan_reason: str
+    submitted_at: str  # RFC 3339, provider clock (replay time when replaying)
+    scheduled_for: str
+    deadline: str
+    region: str | None  # the region the plan expected to be cleanest
+    expected_intensity_g_per_kwh: float | None
+    requests: int
+    energy_j: float
+    carbon_g: float | None  # None: some request's carbon is unknown
+    counterfactual_carbon_g: float | None
+
+
+JOB_FIELDS = tuple(f.name for f in fields(JobRecord))

@@ -76,11 +76,13 @@ class Gateway(GrpcIngress):
         self._start_once()
         return await self.parts.grpc.call(rpc, request, grpc_context)
 
-    def check_health(self) -> None:
+    async def check_health(self) -> None:
         # Serve calls this once the replica is up (before any request) and then periodically: the
         # replica is ready, so what it metered until now is start-up energy. Serve restarts a
-        # replica whose check raises; a replica with no model loaded is still live.
+        # replica whose check raises; a replica with no model loaded is still live. Async, so it runs
+        # on the serving loop: background work (the job runner included) starts without a request.
         self.parts.data.mark_ready()
+        self._start_once()
 
     async def __del__(self):
         close = getattr(getattr(self, "parts", None), "close", None)

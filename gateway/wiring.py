@@ -15,9 +15,11 @@ from gateway.autoscaling import PoolBoard, control_store_name, pool_families, sc
 from gateway.dashboard import Dashboard
 from gateway.grpc_api import GrpcApi
 from gateway.http import HttpApi
+from gateway.jobs_api import jobs_routes
 from gateway.pool_worker import RayPool
 from gateway.replica_sync import ReplicaSync
 from gateway.serve_batcher import ServeTensorBatcher
+from jobs.assembly import JobsParts, build_jobs
 from serving.assembly import DataPlaneParts, build_data_plane
 from wattgate.metrics import merge, render
 from wattgate.settings import Settings
@@ -31,13 +33,18 @@ class GatewayParts:
     api: HttpApi
     grpc: GrpcApi
     sync: ReplicaSync | None = None
+    jobs: JobsParts | None = None
 
     def start_background(self) -> None:
         self.data.start_background()
         if self.sync is not None:
             self.sync.start()
+        if self.jobs is not None:
+            self.jobs.start()
 
     def close(self) -> None:
+        if self.jobs is not None:
+            self.jobs.close()
         self.data.close()
 
 
@@ -79,4 +86,6 @@ def build_gateway(settings: Settings, pool_handles: dict[str, Any] | None = None
         return render(await gateway_snapshot())
 
     dashboard = Dashboard(gateway_snapshot, data.provider, data.intensity.regions, control)
-    return GatewayParts(data, HttpApi(data.dataplane, admin, metrics_text, dashboard.routes()), GrpcApi(data.dataplane, admin), sync)
+    jobs = build_jobs(data)
+    routes = dashboard.routes() + (jobs_routes(jobs.service) if jobs is not None else [])
+    return GatewayParts(data, HttpApi(data.dataplane, admin, metrics_text, routes), GrpcApi(data.dataplane, admin), sync, jobs)

@@ -45,6 +45,7 @@ class ClientContext:
     client_region: str | None = None
     slo_ms: float | None = None
     tenant: str | None = None
+    deferrable: bool = False  # a job's request: spare capacity only, within the per-pool share (split.py)
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,7 @@ class Route:
     variant: str
     route_reason: str | None = None
     request: RouteRequest | None = None
+    deferrable: bool = False
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,8 @@ class Router(Protocol):
     def pool_health(self) -> dict[str, bool]: ...
 
     def budget_use(self) -> dict[tuple[str, str], float]: ...
+
+    def regions(self, variant: str) -> list[str]: ...
 
 
 class SinglePoolRouter:
@@ -103,6 +107,9 @@ class SinglePoolRouter:
     def budget_use(self) -> dict[tuple[str, str], float]:
         return {}
 
+    def regions(self, variant: str) -> list[str]:
+        return [self.pool.region]
+
 
 class GreenRouter:
     """Routes over a topology with the active policy; ``decision_ttl_s`` is the decision cadence.
@@ -125,6 +132,7 @@ class GreenRouter:
         *,
         ingress_replicas: int = 1,
         max_in_flight: Mapping[str, int] | None = None,
+        deferrable_share: float = 0.25,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         missing = [p.name for p in topology.pools if p.name not in executors]
@@ -139,7 +147,7 @@ class GreenRouter:
         self.clock = clock
         self.core = RouterCore(
             topology, control, intensity, slo_ms, budgets, cadence_s=decision_ttl_s,
-            ingress_replicas=ingress_replicas, max_in_flight=max_in_flight,
+            ingress_replicas=ingress_replicas, max_in_flight=max_in_flight, deferrable_share=deferrable_share,
         )
         self.budgets = self.core.budgets
         self.pools = {p.name: PoolInfo(p.name, p.region, p.hardware, p.pue, profiles[p.hardware]) for p in topology.pools}
@@ -162,19 +170,25 @@ class GreenRouter:
             tenant=context.tenant or "default",
             allowed_variants=tuple(v for v in allowed if v in local_variants or v == variant),
         )
-        return self._route(self.core.pick(request, self.clock()), request)
+        entry = self.core.pick(request, self.clock(), deferrable=context.deferrable)
+        return self._route(entry, request, deferrable=context.deferrable)
 
-    def _route(self, entry: SplitEntry, request: RouteRequest, note: str = "") -> Route:
-        return Route(self.pools[entry.pool], entry.variant, entry.reason + note, request)
+    def _route(self, entry: SplitEntry, request: RouteRequest, note: str = "", deferrable: bool = False) -> Route:
+        return Route(self.pools[entry.pool], entry.variant, entry.reason + note, request, deferrable)
+
+    def regions(self, variant: str) -> list[str]:
+        """Regions of the pools that serve ``variant``: where a deferred job may run."""
+        return sorted({p.region for p in self.topology.pools if p.serves(variant)})
 
     async def execute(self, route: Route, job: PoolJob, fallback_depth: int = 0) -> Execution:
-        name = route.pool.name
-        if not self.core.has_room(name) and route.request is not None:
+        name, deferrable = route.pool.name, route.deferrable
+        if not self.core.has_room(name, deferrable) and route.request is not None:
             # Filled up between route() and now (e.g. while the cache was asked): place it again.
-            other = self._route(self.core.pick(route.request, self.clock(), exclude={name}, arrival=False), route.request,
-                                note=f" (re-placed: {name} at its in-flight bound)")
+            other = self._route(self.core.pick(route.request, self.clock(), exclude={name}, arrival=False,
+                                               deferrable=deferrable), route.request,
+                                note=f" (re-placed: {name} at its in-flight bound)", deferrable=deferrable)
             return await self.execute(other, dataclasses.replace(job, variant=other.variant), fallback_depth)
-        self.core.begin(name, self.clock())
+        self.core.begin(name, self.clock(), deferrable)
         try:
             result = await self.executors[name].run(job)
         except DependencyError as exc:
@@ -184,13 +198,13 @@ class GreenRouter:
                 raise
             log.warning("pool %s failed (%s); falling back", name, exc)
             try:
-                entry = self.core.pick(route.request, self.clock(), exclude={name}, arrival=False)
+                entry = self.core.pick(route.request, self.clock(), exclude={name}, arrival=False, deferrable=deferrable)
             except Unavailable:
                 raise exc from None
-            other = self._route(entry, route.request, note=f" (fallback: {name} failed)")
+            other = self._route(entry, route.request, note=f" (fallback: {name} failed)", deferrable=deferrable)
             return await self.execute(other, dataclasses.replace(job, variant=other.variant), fallback_depth + 1)
         finally:
-            self.core.finish(name)
+            self.core.finish(name, deferrable)
         self.core.succeeded(name)
         return Execution(result, route)
 

@@ -24,6 +24,11 @@ How a request is placed:
 
 The in-flight bound of a pool is Little's law at capacity within the SLO: ``servers x slo_ms /
 service_ms`` requests (end to end, RTT included), divided among the ingress replicas.
+
+Deferrable requests (jobs, ``pick(..., deferrable=True)``) use spare capacity only: a pool takes one
+while it is below its bound *and* its deferrable requests in flight are below ``deferrable_share`` of
+the bound, so latency-bound traffic always keeps the rest. With no such pool they get
+``Overloaded`` (the job runner waits and retries; it is not a shed request).
 """
 
 from __future__ import annotations
@@ -110,6 +115,7 @@ class RouterCore:
         replan_change: float = 0.1,
         tau_s: float = 5.0,
         max_in_flight: Mapping[str, int] | None = None,
+        deferrable_share: float = 0.25,
     ) -> None:
         if ingress_replicas < 1 or slices_per_class < 1 or cadence_s < 0 or tau_s <= 0:
             raise BadRequest("router core needs ingress_replicas >= 1, slices_per_class >= 1, cadence_s >= 0, tau_s > 0")
@@ -134,6 +140,8 @@ class RouterCore:
             for p in topology.pools
         }
         self._base_bound = dict(self.max_in_flight)  # per ingress replica, the pool fully provisioned
+        self.deferrable_share = deferrable_share
+        self.deferrable_in_flight = {p.name: 0 for p in topology.pools}
         self._warm: dict[str, tuple[int, int] | None] = {p.name: None for p in topology.pools}  # (warm, max)
         self._others: dict[str, int | None] = {p.name: None for p in topology.pools}
         self._cold: set[str] = set()
@@ -178,16 +186,26 @@ class RouterCore:
     def is_cold(self, pool: str) -> bool:
         return pool in self._cold
 
-    def has_room(self, pool: str) -> bool:
+    def deferrable_bound(self, pool: str) -> int:
+        """Deferrable requests the pool may hold: its share of the bound, at least one (else a job never runs)."""
+        return max(1, math.floor(self.deferrable_share * self.max_in_flight[pool])) if self.max_in_flight[pool] else 0
+
+    def has_room(self, pool: str, deferrable: bool = False) -> bool:
+        if deferrable and self.deferrable_in_flight[pool] >= self.deferrable_bound(pool):
+            return False
         return self.load[pool].in_flight < self.max_in_flight[pool]
 
-    def begin(self, pool: str, now: float) -> None:
+    def begin(self, pool: str, now: float, deferrable: bool = False) -> None:
         load = self.load[pool]
         load.arrive(1.0, now)
         load.in_flight += 1
+        if deferrable:
+            self.deferrable_in_flight[pool] += 1
 
-    def finish(self, pool: str) -> None:
+    def finish(self, pool: str, deferrable: bool = False) -> None:
         self.load[pool].in_flight -= 1
+        if deferrable:
+            self.deferrable_in_flight[pool] -= 1
 
     def failed(self, pool: str, now: float) -> None:
         """A pool that fails is skipped for a while (1, 2, 4, ... up to 30 s)."""
@@ -218,10 +236,11 @@ class RouterCore:
 
     # -- decisions ----------------------------------------------------------------------------------
     def pick(self, request: RouteRequest, now: float, exclude: frozenset[str] | set[str] = frozenset(),
-             *, arrival: bool = True) -> SplitEntry:
+             *, arrival: bool = True, deferrable: bool = False) -> SplitEntry:
         """Where this request goes; Unavailable if no pool is healthy, Overloaded if all are full.
 
-        ``arrival=False`` places a request again (fallback) without counting it twice in its class's rate.
+        ``arrival=False`` places a request again (fallback) without counting it twice in its class's rate;
+        ``deferrable``: spare capacity only (see the module docstring).
         """
         cls = self._classes.get(request)
         if cls is None:
@@ -237,7 +256,7 @@ class RouterCore:
                 self._plan(now)
         if not cls.entries:
             raise cls.error or Unavailable(f"no pool for {request.model}")
-        return self._choose(cls, now, exclude)
+        return self._choose(cls, now, exclude, deferrable)
 
     def warm_pools(self, now: float) -> None:
         """Set each pool's observed rate to what the plan sends it, as after a steady run (simulator windows)."""
@@ -381,14 +400,15 @@ class RouterCore:
             return {name: 0.0 for name in self.topology.names}
         return self._fill(classes, now, intensity).loads
 
-    def _choose(self, cls: _Class, now: float, exclude) -> SplitEntry:
+    def _choose(self, cls: _Class, now: float, exclude, deferrable: bool = False) -> SplitEntry:
         """Smooth weighted round-robin over the split, skipping pools that are down, excluded, cold or full."""
         entries, current = cls.entries, cls.current
         best, total = -1, 0.0
         cold = None
         for i, e in enumerate(entries):
             load = self.load[e.pool]
-            if load.in_flight >= self.max_in_flight[e.pool] or now < load.down_until_s or e.pool in exclude:
+            if (load.in_flight >= self.max_in_flight[e.pool] or now < load.down_until_s or e.pool in exclude
+                    or (deferrable and not self.has_room(e.pool, True))):
                 if e.pool in self._cold:
                     cold = e.pool
                 continue
@@ -402,17 +422,19 @@ class RouterCore:
             if cold is not None:
                 return dataclasses.replace(chosen, reason=f"{chosen.reason}; {cold} cold (no warm replica): served by {chosen.pool}")
             return chosen
-        return self._spill(cls, now, exclude)
+        return self._spill(cls, now, exclude, deferrable)
 
-    def _spill(self, cls: _Class, now: float, exclude) -> SplitEntry:
+    def _spill(self, cls: _Class, now: float, exclude, deferrable: bool = False) -> SplitEntry:
         full = []
         for pool, variant, d in cls.spill:
             if pool in exclude or now < self.load[pool].down_until_s:
                 continue
-            if self.has_room(pool):
+            if self.has_room(pool, deferrable):
                 why = ", ".join(full) or "planned pools unavailable"
                 return SplitEntry(pool, variant, 0.0, f"{d.route_reason}; spill to {pool}: {why}", d)
-            full.append(f"{pool} cold (no warm replica)" if pool in self._cold else f"{pool} at in-flight bound {self.max_in_flight[pool]}")
+            full.append(f"{pool} cold (no warm replica)" if pool in self._cold else
+                        f"{pool} at its deferrable share" if deferrable and self.has_room(pool) else
+                        f"{pool} at in-flight bound {self.max_in_flight[pool]}")
         if not full:
             raise Unavailable(f"no healthy pool with room for {cls.request.model} (excluded: {sorted(exclude)})")
         # Requests drain at the pools' capacity; the first slot frees in about this long.

@@ -162,6 +162,7 @@ def build_router(
         topology, control, intensity, executors, profiles, rs.slo_ms, rs.default_client_region,
         BudgetTracker(settings.budgets.models_g, settings.budgets.period_s),
         ingress_replicas=s.ingress_replicas,  # each replica sees ~1/N of the traffic and bounds its share
+        deferrable_share=settings.jobs.max_pool_share,  # jobs: spare capacity, at most this share of a pool
     )
     log.info("routing: %s over pools %s", rs.policy, [p.name for p in topology.pools])
     placements = {

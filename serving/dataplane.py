@@ -133,46 +133,62 @@ class DataPlane:
     # -- inference ---------------------------------------------------------------------------
     async def infer(self, name: str, version: str | None, body: bytes, headers: dict[str, str]) -> tuple[bytes, dict[str, str]]:
         """OIP REST: the request body in; the response body and its headers out."""
-        return await self.serve(name, version, lambda: self._parse_rest(body, headers), _encode_rest, headers)
+        return await self.serve(name, version, lambda: self.parse_rest(body, headers), _encode_rest, headers)
+
+    def check(self, name: str, version: str | None, body: bytes, headers: dict[str, str]) -> tuple[LoadedVersion, InferRequest]:
+        """Validate an OIP REST body exactly as ``infer`` would (same errors), without running it:
+        deferrable jobs (``jobs/``) check what they store."""
+        loaded = self.host.resolve(name, version)
+        request = self.parse_rest(body, headers)
+        self._validate(loaded, request)
+        return loaded, request
 
     async def serve(self, name: str, version: str | None, parse: Callable[[], InferRequest],
-                    encode: Callable[[InferAnswer], T], headers: dict[str, str]) -> T:
+                    encode: Callable[[InferAnswer], T], headers: dict[str, str], *, deferrable: bool = False) -> T:
         """One infer call for any front end: ``parse`` runs once the model is known (an unknown model is
-        NotFound whatever the payload), ``encode`` while the request is still in hand (its CPU is request work)."""
+        NotFound whatever the payload), ``encode`` while the request is still in hand (its CPU is request work).
+
+        ``deferrable``: a job's request, routed on spare capacity only (a full pool is not a shed request)."""
         # While a request is in hand, the replica's dynamic energy is request work; between requests it is idle.
         self.accountant.request_started()
         try:
-            return encode(await self._answer(name, version, parse, headers))
+            return encode(await self._answer(name, version, parse, headers, deferrable))
         except WattgateError as exc:
-            if getattr(exc, "retry_after_s", None) is not None:  # shed: every pool past its bound
+            if getattr(exc, "retry_after_s", None) is not None and not deferrable:  # shed: every pool past its bound
                 self._shed.inc(model=name)
             raise
         finally:
             self.accountant.request_finished()
 
-    def _parse_rest(self, body: bytes, headers: dict[str, str]) -> InferRequest:
+    def parse_rest(self, body: bytes, headers: dict[str, str]) -> InferRequest:
         limit = self.settings.server.max_request_bytes
         if len(body) > limit:
             raise PayloadTooLarge(f"request body of {len(body)} bytes exceeds the {limit}-byte limit")
         body = decode_body(body, headers.get("content-encoding"), limit)
         return parse_infer_request(body, headers.get("inference-header-content-length"))
 
+    @staticmethod
+    def _validate(loaded: LoadedVersion, request: InferRequest) -> tuple[list[RequestedOutput], str | None]:
+        validate_inputs(request.inputs, loaded.card.inputs, loaded.serving.max_batch_size)
+        requested = select_outputs(request, loaded.card.outputs)
+        wanted_variant = request.parameters.get("variant")
+        if wanted_variant is not None and not isinstance(wanted_variant, str):
+            raise BadRequest("parameters.variant must be a string")
+        return requested, wanted_variant
+
     async def _answer(self, name: str, version: str | None, parse: Callable[[], InferRequest],
-                      headers: dict[str, str]) -> InferAnswer:
+                      headers: dict[str, str], deferrable: bool = False) -> InferAnswer:
         started = time.perf_counter()
         loaded = self.host.resolve(name, version)  # unknown model: 404 before reading the body
         request = parse()
         card = loaded.card
-        validate_inputs(request.inputs, card.inputs, loaded.serving.max_batch_size)
-        requested = select_outputs(request, card.outputs)
-        wanted_variant = request.parameters.get("variant")
-        if wanted_variant is not None and not isinstance(wanted_variant, str):
-            raise BadRequest("parameters.variant must be a string")
+        requested, wanted_variant = self._validate(loaded, request)
         slo_ms = request.parameters.get("slo_ms")
         context = ClientContext(
             client_region=headers.get("x-client-region"),
             slo_ms=slo_ms if isinstance(slo_ms, (int, float)) else None,
             tenant=headers.get("x-tenant"),
+            deferrable=deferrable,
         )
         route = self.router.route(card, wanted_variant, loaded.variants, context)
         output_names = [o.name for o in requested]

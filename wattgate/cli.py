@@ -1,4 +1,4 @@
-"""The ``wattgate`` console script: serve, models, ledger, routing, simulate, optimize, loadtest, report."""
+"""The ``wattgate`` console script: serve, models, ledger, routing, simulate, optimize, loadtest, report, jobs."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import sys
 from wattgate.errors import WattgateError
 
 # Each room registers its own subcommands; a room whose optional dependencies are missing is skipped.
-_PACKAGES = {"wattgate", "gateway", "models", "energy", "routing", "optimizers", "loadtests", "cache", "reports"}
-_ROOMS = ["gateway.cli", "models.cli", "energy.cli", "routing.cli", "optimizers.cli", "loadtests.cli", "reports.cli"]
+_PACKAGES = {"wattgate", "gateway", "models", "energy", "routing", "optimizers", "loadtests", "cache", "reports", "jobs"}
+_ROOMS = ["gateway.cli", "models.cli", "energy.cli", "routing.cli", "optimizers.cli", "loadtests.cli", "reports.cli", "jobs.cli"]
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict]:

@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field, SecretStr, field_validator
 
 from cache.settings import CacheSettings
 from energy.settings import EnergySettings
+from jobs.settings import JobsSettings
 from routing.intensity.settings import IntensitySettings
 from routing.settings import RoutingSettings
 from wattgate.config_file import COMMAND_SECTIONS, FileSettings, build, read_config
@@ -108,6 +109,7 @@ class Settings(FileSettings):
     # Executors for the topology's pools, by pool name; pools not named here run locally.
     pools: dict[str, PoolExecutorSettings] = Field(default_factory=dict)
     budgets: BudgetSettings = BudgetSettings()
+    jobs: JobsSettings = JobsSettings()  # deferrable jobs (jobs/settings.py)
 
     def ledger_file(self) -> Path:
         """The energy ledger: ``energy.ledger_path``, relative to ``server.state_dir`` unless absolute."""
@@ -120,7 +122,7 @@ class Settings(FileSettings):
 
         return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:16]
 
-    @field_validator("cache", "energy", "routing", "intensity", "pools", "budgets", mode="before")
+    @field_validator("cache", "energy", "routing", "intensity", "pools", "budgets", "jobs", mode="before")
     @classmethod
     def _none_is_empty(cls, v):
         return {} if v is None else v

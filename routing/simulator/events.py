@@ -67,6 +67,8 @@ class EventOutcome:
     steps: int
     replica_hours: dict[str, float]
     energy_method: str
+    # With workload.deferrable: gCO2e per deferrable request, each charged its step's average.
+    deferrable_carbon_g_per_request: float | None = None
 
     def to_dict(self) -> dict:
         out = dict(self.__dict__)
@@ -117,9 +119,11 @@ def _arrivals(prep: Prepared, seed: int, t: int) -> tuple[np.ndarray, np.ndarray
     return times, np.where(times >= ev.warmup_s, clients, ~clients)
 
 
-def run_events(prep: Prepared, policy: str, params: dict, provisioning: str, seed: int) -> EventOutcome:
+def run_events(prep: Prepared, policy: str, params: dict, provisioning: str, seed: int,
+               deferrable_fraction: np.ndarray | None = None) -> EventOutcome:
+    """``deferrable_fraction[step]``: the share of a step's requests that is deferrable work (for its carbon)."""
     check_mode(provisioning)
-    run = _Run(prep, policy, params, provisioning, seed)
+    run = _Run(prep, policy, params, provisioning, seed, deferrable_fraction)
     for t, rep_s in sampled_steps(prep):
         n_rep = run.start_step(t)
         run.account(t, rep_s, n_rep, run.route_window(t, n_rep, rep_s))
@@ -139,8 +143,11 @@ class _Window:
 class _Run:
     """One policy through every sampled step: routers, queues and the running totals."""
 
-    def __init__(self, prep: Prepared, policy: str, params: dict, provisioning: str, seed: int) -> None:
+    def __init__(self, prep: Prepared, policy: str, params: dict, provisioning: str, seed: int,
+                 deferrable_fraction: np.ndarray | None = None) -> None:
         sc, topo = prep.scenario, prep.topology
+        self.deferrable_fraction = deferrable_fraction
+        self.deferred = {"carbon_g": 0.0, "served": 0.0}
         self.prep, self.provisioning, self.seed = prep, provisioning, seed
         req = sc.request
         self.variants = tuple(dict.fromkeys((req.variant, *req.allowed_variants)))
@@ -272,6 +279,7 @@ class _Run:
         g_per_j = operational_g(1.0, prep.intensity_g_per_kwh[t], np.array([p.pue for p in topo.pools]))
         if any(load[p] > n_rep[p] * m.replica_capacity_rps * (1 + 1e-9) for p, m in enumerate(models)):
             self.past += 1
+        step_carbon_g = 0.0
         for p, m in enumerate(models):
             idle = m.idle_w_per_replica * (n_rep[p] * rep_s + max(0, n_rep[p] - self.prev_n[p]) * m.startup_s)
             active = 0.0
@@ -286,9 +294,14 @@ class _Run:
             self.totals["idle_j"] += idle
             self.totals["active_j"] += active
             self.totals["carbon_g"] += (idle + active) * g_per_j[p]
+            step_carbon_g += (idle + active) * g_per_j[p]
             self.replica_s[p] += n_rep[p] * rep_s
         self.by_pool += load * rep_s
         self.totals["served"] += w[served].sum()
+        if self.deferrable_fraction is not None:
+            f = float(self.deferrable_fraction[t])
+            self.deferred["carbon_g"] += f * step_carbon_g
+            self.deferred["served"] += f * w[served].sum()
         self.totals["shed"] += w[~served].sum()
         self.lat_parts.append(np.array(win.latency_ms))
         self.w_parts.append(w)
@@ -321,6 +334,8 @@ class _Run:
             steps=len(sampled_steps(self.prep)),
             replica_hours={n: float(self.replica_s[i] / 3600.0) for i, n in enumerate(names)},
             energy_method="+".join(sorted(self.methods)) or "none",
+            deferrable_carbon_g_per_request=(self.deferred["carbon_g"] / self.deferred["served"]
+                                             if self.deferred["served"] else None),
         )
 
 

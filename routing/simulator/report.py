@@ -49,6 +49,16 @@ def format_table(result: EventResult | FluidResult) -> str:
         reason = result.oracle_reason(label)
         if reason:
             lines.append(f"vs oracle n/a for {label}: {reason}")
+    deferrable = m.get("deferrable")
+    if deferrable is not None:
+        lines.append(f"deferrable: {deferrable['share']:.0%} of requests, deadline {deferrable['deadline_h']:g} h, "
+                     f"{deferrable['moved_share']:.0%} of them run later than they arrived")
+        for label, run in result.runs.items():
+            shifted = result.shift_vs_arrival(label)
+            g = run.outcome.deferrable_carbon_g_per_request
+            if g is not None:
+                vs = "" if shifted is None else f" ({shifted:+.1%} vs {label[:-len('+shift')]} at arrival)"
+                lines.append(f"  {label}: {g * 1e6:.3f} µgCO2e per deferrable request{vs}")
     for mode, b in result.oracles.items():
         if not b.is_bound:
             lines.append(f"oracle ({mode}) is not a bound: demand exceeds the healthy capacity in {b.infeasible_steps} step(s)")

@@ -12,6 +12,7 @@ A scenario (paths in ``traces`` and ``samples`` are relative to the scenario fil
     slo_target: 0.99             # attainment a policy needs to be compared with the oracle
     traces: {DE: ../../../shared/data/grid/DE_2020H1.csv, FR: ..., GB: ...}
     workload: {mean_rps: 1000, diurnal_amplitude: 0.5, peak_hour_utc: 13, noise: 0.05, seed: 7}
+    # optional in workload: deferrable {share: 0.3, deadline_h: 12}: every policy also runs as LABEL+shift
     clients:
       - {region: DE, share: 0.5, rtt_ms: {DE: 3, FR: 12, GB: 16}}
     pools:
@@ -56,6 +57,15 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class Deferrable(_Strict):
+    """A share of the requests has no one waiting: it may run up to ``deadline_h`` after it arrives
+    (``routing/simulator/deferral.py``), on at most ``max_utilisation`` of the pools' capacity."""
+
+    share: float = Field(gt=0, le=1)
+    deadline_h: float = Field(gt=0, le=168)
+    max_utilisation: float = Field(0.7, gt=0, le=1)
+
+
 class Workload(_Strict):
     mean_rps: float = Field(gt=0)
     diurnal_amplitude: float = Field(0.0, ge=0, lt=1)
@@ -63,6 +73,7 @@ class Workload(_Strict):
     # Sigma of a mean-one lognormal factor drawn per step (demand the forecast did not see).
     noise: float = Field(0.05, ge=0, le=1)
     seed: int = 0
+    deferrable: Deferrable | None = None
 
 
 class Client(_Strict):

@@ -28,7 +28,8 @@ from wattgate.errors import BadRequest
 __all__ = ["FIGURES", "Spread", "SweepResult", "format_sweep", "sweep", "weeks_covered"]
 
 FIGURES = ("carbon_g_per_request", "vs_baseline", "vs_oracle", "energy_j_per_request", "idle_energy_j_per_request",
-           "active_energy_j_per_request", "p99_latency_ms", "slo_attainment", "shed_fraction")
+           "active_energy_j_per_request", "p99_latency_ms", "slo_attainment", "shed_fraction",
+           "deferrable_carbon_g_per_request", "shift_vs_arrival")
 
 
 @dataclass(frozen=True)
@@ -114,6 +115,7 @@ def _one(sc: Scenario, base_dir: Path, start: datetime, seed: int, only: list[st
         row = {f: getattr(o, f) for f in FIGURES if hasattr(o, f)}
         row["vs_baseline"] = r.vs_baseline(label)
         row["vs_oracle"] = r.vs_oracle(label)
+        row["shift_vs_arrival"] = r.shift_vs_arrival(label)
         row["reason"] = r.oracle_reason(label)
         out[label] = row
     return {"policies": out, "method": r.method}
@@ -165,7 +167,9 @@ def format_sweep(r: SweepResult) -> str:
              "idle_energy_j_per_request": (1e3, "idle mJ/req", ".2f"),
              "active_energy_j_per_request": (1e3, "active mJ/req", ".2f"), "p99_latency_ms": (1, "p99 ms", ".1f"),
              "slo_attainment": (100, "SLO att. %", ".2f"), "shed_fraction": (100, "shed %", ".3f"),
-             "vs_baseline": (100, "vs baseline %", "+.1f"), "vs_oracle": (100, "vs oracle %", "+.1f")}
+             "vs_baseline": (100, "vs baseline %", "+.1f"), "vs_oracle": (100, "vs oracle %", "+.1f"),
+             "deferrable_carbon_g_per_request": (1e6, "deferrable µg/req", ".3f"),
+             "shift_vs_arrival": (100, "shift vs arrival %", "+.1f")}
     lines = [head]
     for label, figs in r.spreads.items():
         lines.append(f"{label}  (vs oracle fair in {r.fair_runs[label]} of {r.runs} runs)")
@@ -173,7 +177,8 @@ def format_sweep(r: SweepResult) -> str:
             s = figs[f]
             k, name, fmt = scale[f]
             if s is None:
-                lines.append(f"  {name:<15} n/a")
+                if f not in ("deferrable_carbon_g_per_request", "shift_vs_arrival"):  # only with workload.deferrable
+                    lines.append(f"  {name:<15} n/a")
                 continue
             ci = "" if math.isnan(s.ci95_low) else f" [{s.ci95_low * k:{fmt}}, {s.ci95_high * k:{fmt}}]"
             lines.append(f"  {name:<15} {s.mean * k:{fmt}}{ci} ({s.min * k:{fmt}} .. {s.max * k:{fmt}})")

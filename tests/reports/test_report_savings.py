@@ -63,15 +63,22 @@ def test_cache_saving_is_hits_times_mean_miss_energy_less_the_hits_own():
     assert savings.hits == 3 and savings.hits_without_misses == 1
 
 
-def test_time_shift_is_none_until_the_ledger_records_counterfactuals(tmp_path):
-    db = write_ledger(tmp_path / "ledger.sqlite", [row(i, tenant=("a", "b")[i % 2]) for i in range(4)])
-    assert read_time_shift(db, T0, T0 + 3600) is None  # today's ledger: no such column
-    with sqlite3.connect(db) as conn:
-        conn.execute("ALTER TABLE ledger ADD COLUMN counterfactual_carbon_g REAL")
-        assert read_time_shift(db, T0, T0 + 3600) is None  # the column, but no deferrable job yet
-        conn.execute("UPDATE ledger SET counterfactual_carbon_g = carbon_g * 3 WHERE request_id IN ('r0', 'r1')")
-    carbon = row(0).carbon_g
+def test_time_shift_reads_the_jobs_table_and_is_none_without_jobs(tmp_path):
+    from energy.ledger import EnergyLedger
+    from energy.ledger_record import JobRecord
+
+    db = write_ledger(tmp_path / "ledger.sqlite", [row(i) for i in range(4)])
+    assert read_time_shift(db, T0, T0 + 3600) is None  # no job in the ledger
+
+    def job(i: int, t: float, carbon: float | None, counterfactual: float | None) -> JobRecord:
+        return JobRecord(f"j{i}", t, "digits", "1", "done", "shifted", "min window", "2026-11-30T00:00:00Z",
+                         "2026-11-30T03:00:00Z", "2026-11-30T12:00:00Z", "FR", 40.0, 10, 1.0, carbon, counterfactual)
+
+    with EnergyLedger(db, background=False) as ledger:
+        ledger.record_job(job(1, T0 + 10, 1.0, 3.0))
+        ledger.record_job(job(2, T0 + 20, 2.0, 2.5))
+        ledger.record_job(job(3, T0 + 30, None, 2.0))  # carbon unknown: left out
+        ledger.record_job(job(4, T0 + 7200, 1.0, 9.0))  # another period
     shift = read_time_shift(db, T0, T0 + 3600)
-    assert shift.jobs == 2 and shift.saved_g == pytest.approx(2 * 2 * carbon)
-    assert read_time_shift(db, T0, T0 + 3600, tenant="b").jobs == 1
-    assert read_time_shift(db, T0 + 3600, T0 + 7200) is None
+    assert shift.jobs == 2 and shift.saved_g == pytest.approx(2.5)
+    assert read_time_shift(db, T0, T0 + 3600, tenant="b") is None  # jobs carry no tenant

@@ -183,3 +183,24 @@ def test_core_reads_no_clock_and_scales_by_ingress_replicas(topology):
     one.warm_start(request, 1000.0, 0.0)
     four.warm_start(request, 250.0, 0.0)  # a quarter of the traffic each
     assert one.planned_load_rps(0.0) == pytest.approx(four.planned_load_rps(0.0))
+
+
+def test_deferrable_requests_use_spare_capacity_within_their_share_and_never_the_last_slots(topology):
+    control = RoutingControl()
+    intensity = IntensitySnapshot(StaticProvider(INTENSITY), sorted(INTENSITY))
+    core = RouterCore(topology, control, intensity, 100.0, deferrable_share=0.25)
+    request = RouteRequest("minilm", "fp32", "FR", 100.0)
+    cap = {name: core.deferrable_bound(name) for name in core.max_in_flight}
+    assert cap["fr-x86"] == 9  # a quarter of its 38 in-flight bound
+    placed = Counter()
+    with pytest.raises(Overloaded):  # every pool at its deferrable share: the job waits, no pool is full
+        for _ in range(1000):
+            e = core.pick(request, 0.0, deferrable=True)
+            core.begin(e.pool, 0.0, deferrable=True)
+            placed[e.pool] += 1
+    assert placed == cap
+    assert all(core.load[p].in_flight < core.max_in_flight[p] for p in cap)  # interactive traffic still has room
+    e = core.pick(request, 0.0)  # and gets it
+    assert core.has_room(e.pool) and not core.has_room(e.pool, deferrable=True)
+    core.finish(e.pool, deferrable=True)
+    assert core.has_room(e.pool, deferrable=True)
