@@ -18,6 +18,7 @@ from cache.settings import CacheSettings
 from energy.settings import EnergySettings
 from routing.intensity.settings import IntensitySettings
 from routing.settings import RoutingSettings
+from tenants.settings import AuthSettings
 from wattgate.config_file import COMMAND_SECTIONS, FileSettings, build, read_config
 
 
@@ -108,10 +109,16 @@ class Settings(FileSettings):
     # Executors for the topology's pools, by pool name; pools not named here run locally.
     pools: dict[str, PoolExecutorSettings] = Field(default_factory=dict)
     budgets: BudgetSettings = BudgetSettings()
+    # Tenants: API keys, quotas, fairness, carbon budgets per tenant, the audit log.
+    auth: AuthSettings = AuthSettings()
 
     def ledger_file(self) -> Path:
         """The energy ledger: ``energy.ledger_path``, relative to ``server.state_dir`` unless absolute."""
         path = self.energy.ledger_path
+        return path if path.is_absolute() else self.server.state_dir / path
+
+    def state_path(self, path: Path) -> Path:
+        """``path`` relative to ``server.state_dir`` unless absolute (keys, audit log)."""
         return path if path.is_absolute() else self.server.state_dir / path
 
     def fingerprint(self) -> str:
@@ -120,7 +127,7 @@ class Settings(FileSettings):
 
         return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:16]
 
-    @field_validator("cache", "energy", "routing", "intensity", "pools", "budgets", mode="before")
+    @field_validator("cache", "energy", "routing", "intensity", "pools", "budgets", "auth", mode="before")
     @classmethod
     def _none_is_empty(cls, v):
         return {} if v is None else v
