@@ -56,6 +56,7 @@ _LIMITS = {
 SCHEMAS = {
     "Error": _ERROR,
     "Object": {"type": "object"},
+    "List": {"type": "array"},
     "Text": _STR,
     "InferRequest": {
         "type": "object", "required": ["inputs"],

@@ -79,7 +79,7 @@ def test_required_mode_keys_quota_and_ledger(parts, caplog):
     audit_text = parts.audit.path.read_text()
     logs = caplog.text
     for key in (key_a, key_b):
-        secret = key.split("_")[2]
+        secret = key.split("_", 2)[2]
         assert secret not in audit_text and secret not in logs
         assert secret not in parts.keys.backend.path.read_text()
 
