@@ -129,9 +129,10 @@ class TenantBudgets:
         if not crossed:
             return
         spend.alerted = max(crossed)
-        if self.alert is not None:
-            self.alert({"tenant": tenant, "level": spend.alerted, "spent_g": spent, "budget_g": limits.budget_g,
-                        "period": limits.budget_period, "period_start_s": spend.start_s})
+        for level in crossed:  # one request may cross several levels: each is announced, in order
+            if self.alert is not None:
+                self.alert({"tenant": tenant, "level": level, "spent_g": spent, "budget_g": limits.budget_g,
+                            "period": limits.budget_period, "period_start_s": spend.start_s})
 
     def used_ratios(self) -> dict[str, float]:
         """Per tenant with a budget seen by this replica: spent / budget this period (for a gauge)."""
