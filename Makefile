@@ -17,7 +17,7 @@ $(VENV)/.serve-installed: pyproject.toml
 $(VENV)/.dev-installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[optimize,gpu,loadtest,test]'
+	$(PY) -m pip install -q -e '.[optimize,gpu,loadtest,report,test]'
 	touch $(VENV)/.serve-installed $@
 
 # Triton (PyTriton 0.7.0 ships Triton 2.51) needs numpy<2: it lives in its own venv, run as a subprocess.

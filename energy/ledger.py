@@ -45,7 +45,9 @@ _SQL_TYPES = {
 GROUPABLE = ("model", "version", "variant", "region", "hardware", "pool", "energy_method", "cache", "tenant", "route_reason")
 # 2: active_j, idle_j and intensity_source; carbon may be NULL (no intensity reading); start-up accounts.
 SCHEMA_VERSION = 2
-ACCOUNT_KINDS = ("startup",)
+# startup: a replica's start (model load, warm-up); idle: an autoscaled pool replica's static power
+# while provisioned (booked by the replica itself, per pool).
+ACCOUNT_KINDS = ("startup", "idle")
 
 _CREATE = (
     "CREATE TABLE IF NOT EXISTS ledger (id INTEGER PRIMARY KEY AUTOINCREMENT, "
@@ -55,7 +57,7 @@ _CREATE = (
 # Energy metered but charged to no request, by kind (start-up: model load, warm-up, framework start).
 _CREATE_ACCOUNTS = (
     "CREATE TABLE IF NOT EXISTS accounts (id INTEGER PRIMARY KEY AUTOINCREMENT, time_s REAL NOT NULL, "
-    "kind TEXT NOT NULL, energy_j REAL NOT NULL, method TEXT NOT NULL, measured INTEGER NOT NULL)"
+    "kind TEXT NOT NULL, energy_j REAL NOT NULL, method TEXT NOT NULL, measured INTEGER NOT NULL, pool TEXT)"
 )
 _INSERT = f"INSERT INTO ledger ({', '.join(FIELDS)}) VALUES ({', '.join('?' for _ in FIELDS)})"
 _SELECT = f"SELECT {', '.join(FIELDS)} FROM ledger"
@@ -93,6 +95,8 @@ class EnergyLedger:
             self._migrate()
             self._conn.execute(_CREATE)
             self._conn.execute(_CREATE_ACCOUNTS)
+            if "pool" not in [r[1] for r in self._conn.execute("PRAGMA table_info(accounts)")]:
+                self._conn.execute("ALTER TABLE accounts ADD COLUMN pool TEXT")  # ledgers before per-pool idle
             self._conn.execute("CREATE INDEX IF NOT EXISTS ledger_time ON ledger (time_s)")
             self._conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         except (OSError, sqlite3.Error) as exc:
@@ -126,25 +130,27 @@ class EnergyLedger:
 
     # -- writing -------------------------------------------------------------------------------
 
-    def record_account(self, kind: str, energy_j: float, method: str, measured: bool, time_s: float | None = None) -> None:
+    def record_account(self, kind: str, energy_j: float, method: str, measured: bool, time_s: float | None = None,
+                       pool: str | None = None) -> None:
         """Book energy that no request is charged, e.g. a replica's start-up (written at once: rare)."""
         if kind not in ACCOUNT_KINDS:
             raise BadRequest(f"account kind must be one of {ACCOUNT_KINDS}, got {kind!r}")
         with self._db_lock:
             try:
                 self._conn.execute(
-                    "INSERT INTO accounts (time_s, kind, energy_j, method, measured) VALUES (?, ?, ?, ?, ?)",
-                    (time.time() if time_s is None else time_s, kind, float(energy_j), method, int(measured)),
+                    "INSERT INTO accounts (time_s, kind, energy_j, method, measured, pool) VALUES (?, ?, ?, ?, ?, ?)",
+                    (time.time() if time_s is None else time_s, kind, float(energy_j), method, int(measured), pool),
                 )
             except sqlite3.Error as exc:
                 raise DependencyError(f"energy ledger write failed: {exc}") from exc
 
-    def accounts(self, since_s: float | None = None) -> list[dict]:
-        """Energy booked to no request, summed per kind and method."""
-        where, params = _since(since_s)
-        rows = self._query(f"SELECT kind, method, COUNT(*), COALESCE(SUM(energy_j), 0) FROM accounts{where} "
-                           "GROUP BY kind, method ORDER BY kind, method", params)
-        return [{"kind": k, "method": m, "entries": n, "energy_j": e} for k, m, n, e in rows]
+    def accounts(self, since_s: float | None = None, until_s: float | None = None) -> list[dict]:
+        """Energy booked to no request in ``[since_s, until_s)``, summed per kind, pool and method
+        (``pool`` is None for the ingress replicas' own start-up)."""
+        where, params = _since(since_s, until_s)
+        rows = self._query(f"SELECT kind, pool, method, COUNT(*), COALESCE(SUM(energy_j), 0) FROM accounts{where} "
+                           "GROUP BY kind, pool, method ORDER BY kind, pool, method", params)
+        return [{"kind": k, "pool": p, "method": m, "entries": n, "energy_j": e} for k, p, m, n, e in rows]
 
     def append(self, record: LedgerRecord) -> bool:
         """Queue a record; never blocks on disk. False if it was dropped (queue full or ledger closed)."""
@@ -233,9 +239,9 @@ class EnergyLedger:
         where, params = _since(since_s)
         return int(self._query(f"SELECT COUNT(*) FROM ledger{where}", params)[0][0])
 
-    def records(self, limit: int | None = 100, since_s: float | None = None) -> list[LedgerRecord]:
-        """Records from ``since_s`` on, oldest first."""
-        where, params = _since(since_s)
+    def records(self, limit: int | None = 100, since_s: float | None = None, until_s: float | None = None) -> list[LedgerRecord]:
+        """Records in ``[since_s, until_s)`` (either end open when None), oldest first."""
+        where, params = _since(since_s, until_s)
         sql = f"{_SELECT}{where} ORDER BY time_s, id"
         if limit is not None:
             sql += " LIMIT ?"
@@ -265,9 +271,7 @@ class EnergyLedger:
         unknown = [g for g in group_by if g not in GROUPABLE]
         if unknown:
             raise BadRequest(f"cannot group the ledger by {unknown}; choose from {GROUPABLE}")
-        where, params = _since(since_s)
-        if until_s is not None:
-            where, params = (where + " AND" if where else " WHERE") + " time_s < ?", (*params, float(until_s))
+        where, params = _since(since_s, until_s)
         cols = ", ".join(group_by)
         select = (cols + ", " if cols else "") + (
             "COUNT(*), COALESCE(SUM(energy_j), 0), COALESCE(SUM(active_j), 0), COALESCE(SUM(idle_j), 0), "
@@ -293,7 +297,8 @@ class EnergyLedger:
         return export_records(self.iter_records(since_s), path, fmt)
 
 
-def _since(since_s: float | None) -> tuple[str, tuple]:
-    if since_s is None:
+def _since(since_s: float | None, until_s: float | None = None) -> tuple[str, tuple]:
+    clauses = [(c, float(v)) for c, v in (("time_s >= ?", since_s), ("time_s < ?", until_s)) if v is not None]
+    if not clauses:
         return "", ()
-    return " WHERE time_s >= ?", (float(since_s),)
+    return " WHERE " + " AND ".join(c for c, _ in clauses), tuple(v for _, v in clauses)

@@ -148,7 +148,7 @@ class _ForecastView:
 class PoolBoard:
     """An ingress replica's side of the board: what it posts and how it applies what it reads."""
 
-    def __init__(self, router, intensity, specs: Mapping[str, ScalingSpec], shared: set[str]) -> None:
+    def __init__(self, router, intensity, specs: Mapping[str, ScalingSpec], shared: set[str], metrics=None) -> None:
         self.router = router  # routing.live.GreenRouter
         self.intensity = intensity  # routing.intensity.snapshot.IntensitySnapshot
         self.specs = dict(specs)
@@ -158,6 +158,9 @@ class PoolBoard:
         self._forecast_at = -math.inf
         self._forecast_gen = -1
         self.forecast_errors = 0
+        self._errors = metrics.counter(
+            "wattgate_forecast_errors_total", "Intensity forecasts unavailable for pre-warming, per region", ("region",)
+        ) if metrics is not None else None
         self.view: dict = {}
         for name, spec in self.specs.items():  # until the policy reports, assume what Serve starts
             router.core.set_warm(name, spec.initial, spec.max_replicas)
@@ -206,8 +209,10 @@ class PoolBoard:
                 values[region] = due[-1].intensity_g_per_kwh if due else None
             except Exception as exc:  # no forecast (NotSupported) or the provider is down: no pre-warming
                 self.forecast_errors += 1
+                if self._errors is not None:
+                    self._errors.inc(region=region)
                 values[region] = None
-                log.debug("no forecast for %s: %s", region, exc)
+                log.info("no forecast for %s (no pre-warming there): %s", region, exc)
         self._forecast = values
 
 
@@ -245,6 +250,17 @@ def pool_metrics(view: dict, specs: Mapping[str, ScalingSpec]) -> list[tuple[str
     for pool, reason, n in view.get("decision_counts", []):
         out.append(("wattgate_scaling_decisions_total", "counter", "Scaling decisions by pool and reason",
                     {"pool": pool, "reason": reason}, float(n)))
+    return out
+
+
+def pool_families(view: dict, specs: Mapping[str, ScalingSpec]) -> dict:
+    """The same samples as metrics-snapshot families (``wattgate.metrics`` format), to add to a merged
+    snapshot: they are the control actor's totals, never summed over ingress replicas."""
+    out: dict = {}
+    for name, kind, help_text, labels, value in pool_metrics(view, specs):
+        fam = out.setdefault(name, {"kind": kind, "help": help_text, "labels": list(labels), "buckets": [],
+                                    "merge": "max", "series": []})
+        fam["series"].append([[str(v) for v in labels.values()], value])
     return out
 
 

@@ -12,7 +12,7 @@ from energy.metrics import recompute_joules_per_1k
 from gateway.admin import AdminApi
 from gateway.admin_routing import autoscaling_routes, routing_routes
 from gateway.admin_tenants import key_routes
-from gateway.autoscaling import PoolBoard, control_store_name, pool_metrics, render_samples, scaled_pools
+from gateway.autoscaling import PoolBoard, control_store_name, pool_families, scaled_pools
 from gateway.dashboard import Dashboard
 from gateway.grpc_api import GrpcApi
 from gateway.http import HttpApi
@@ -52,7 +52,7 @@ def build_gateway(settings: Settings, pool_handles: dict[str, Any] | None = None
     board = None
     if core is not None and with_sync:
         shared = {name for name, ex in settings.pools.items() if ex.kind in ("ray", "oip")}
-        board = PoolBoard(data.router, data.intensity, specs, shared & set(core.topology.names))
+        board = PoolBoard(data.router, data.intensity, specs, shared & set(core.topology.names), data.metrics)
     if with_sync:
         def apply_model(name: str, action: str) -> None:
             host.load(name) if action == "load" else host.unload(name)
@@ -68,16 +68,16 @@ def build_gateway(settings: Settings, pool_handles: dict[str, Any] | None = None
     async def gateway_snapshot() -> dict:
         if sync is None:
             return data.snapshot()
+        # Autoscaled pools: the control actor's totals, added once (not summed over ingress replicas).
+        pools = pool_families(sync.pools_view, specs) if specs else {}
         try:  # the whole gateway's totals: every ingress replica's latest snapshot
-            return recompute_joules_per_1k(merge(await sync.gateway_snapshots()))
+            return {**recompute_joules_per_1k(merge(await sync.gateway_snapshots())), **pools}
         except Exception as exc:
             log.warning("metrics from other replicas unavailable (%s); this replica only", exc)
-            return data.snapshot()
+            return {**data.snapshot(), **pools}
 
     async def metrics_text() -> str:
-        # Autoscaled pools: the control actor's totals, once (not summed over ingress replicas).
-        pools = render_samples(pool_metrics(sync.pools_view, specs)) if specs and sync is not None else ""
-        return render(await gateway_snapshot()) + pools
+        return render(await gateway_snapshot())
 
     dashboard = Dashboard(gateway_snapshot, data.provider, data.intensity.regions, control)
     api = HttpApi(data.dataplane, admin, metrics_text, dashboard.routes(), gate=data.gate, audit=data.audit)

@@ -88,6 +88,8 @@ def reduce_snapshot(snapshot: dict) -> dict[str, Any]:
         "intensity": _sum_by(snapshot, "wattgate_intensity_g_per_kwh", ("region",)),
         "budget": _sum_by(snapshot, "wattgate_carbon_budget_used_ratio", ("scope", "name")),
         "anomaly": _sum_by(snapshot, "wattgate_energy_anomaly", ("model", "variant", "pool")),
+        "pool_replicas": _sum_by(snapshot, "wattgate_pool_replicas", ("pool",)),
+        "pool_idle": _sum_by(snapshot, "wattgate_idle_energy_joules_total", ("pool",)),
     }
 
 
@@ -155,9 +157,10 @@ class DashboardHistory:
             "slo_attainment": {"unit": "% within SLO", "series": {}},
             "p99_ms": {"unit": "ms", "series": {}},
             "budget_use": {"unit": "% of carbon budget", "series": {}},
-            POOL_PANEL: {"unit": "replicas, J idle", "series": {}, "pending": "wattgate_pool_replicas and "
-                         "wattgate_idle_energy_joules_total{pool} are not exported yet"},
+            POOL_PANEL: {"unit": "replicas; idle W", "series": {}},
         }
+        if not latest.get("pool_replicas"):
+            panels[POOL_PANEL]["pending"] = "no autoscaled pool: wattgate_pool_replicas is not exported by this gateway"
 
         def put(panel: str, key: tuple, i: int, value: float | None) -> None:
             s = panels[panel]["series"].setdefault(_name(key), [None] * len(pairs))
@@ -202,6 +205,10 @@ class DashboardHistory:
                 put("p99_ms", key, i, p99 * 1000 if p99 is not None and math.isfinite(p99) else p99)
             for key in b["budget"]:
                 put("budget_use", key, i, 100 * b["budget"][key])
+            for key in b.get("pool_replicas", {}):
+                put(POOL_PANEL, (f"{key[0]} replicas",), i, b["pool_replicas"][key])
+                j = _delta(b.get("pool_idle", {}), a.get("pool_idle", {}), key)
+                put(POOL_PANEL, (f"{key[0]} idle W",), i, j / dt if j is not None and dt > 0 else None)
         return {
             "generated_at": now,
             "window_s": q.window_s,

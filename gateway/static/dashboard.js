@@ -12,6 +12,7 @@ const PANELS = [
   ["slo_attainment", "SLO attainment"],
   ["p99_ms", "p99 latency"],
   ["budget_use", "Carbon budget use (models and tenants)"],
+  ["pool_replicas_idle", "Pool replicas and idle power (autoscaled pools)"],
 ];
 const COLORS = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000", "#F0E442"];
 const charts = {};
@@ -74,7 +75,11 @@ async function poll() {
         const series = {};
         for (const reg of regions) series[reg] = xs.map(x => { const p = fc[reg].find(q => q[0] === x); return p ? p[1] : null; });
         draw(id, title, "gCO2e/kWh", xs, series);
+      } else if (doc.panels[id].pending) {
+        continue;  // the page's placeholder says why
       } else {
+        const placeholder = document.querySelector(`#panel-${id}[data-pending]`);
+        if (placeholder) placeholder.remove();
         draw(id, title, doc.panels[id].unit, doc.t, doc.panels[id].series);
       }
     }

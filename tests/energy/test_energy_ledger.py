@@ -170,3 +170,35 @@ def test_cli_export_and_summary(tmp_path):
     assert rc == 0 and text.splitlines()[0].split()[0] == "requests" and text.splitlines()[1].split()[0] == "20"
     rc, _ = _cli(["ledger", "summary", "--db", str(tmp_path / "missing.sqlite")])
     assert rc == 2 and not (tmp_path / "missing.sqlite").exists()
+
+
+def test_records_and_accounts_between_since_and_until(tmp_path):
+    with EnergyLedger(tmp_path / "l.sqlite", background=False) as ledger:
+        for i in range(10):
+            ledger.append(record(i))  # time_s = 1.7e9 + i/8
+        for t in (10.0, 20.0, 30.0):
+            ledger.record_account("startup", t, "cpu-time-model", False, time_s=t)
+        got = ledger.records(limit=None, since_s=1_700_000_000.25, until_s=1_700_000_000.75)
+        assert [r.request_id for r in got] == ["req-2", "req-3", "req-4", "req-5"]  # until is excluded
+        assert [r.request_id for r in ledger.records(limit=None, until_s=1_700_000_000.25)] == ["req-0", "req-1"]
+        assert ledger.accounts(since_s=15.0, until_s=30.0) == [{"kind": "startup", "pool": None, "method": "cpu-time-model", "entries": 1, "energy_j": 20.0}]
+
+
+def test_idle_energy_is_booked_per_pool_and_an_old_accounts_table_gains_the_column(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "old.sqlite"
+    con = sqlite3.connect(path)  # an accounts table from before per-pool idle energy
+    con.execute("CREATE TABLE accounts (id INTEGER PRIMARY KEY AUTOINCREMENT, time_s REAL NOT NULL, kind TEXT NOT NULL, "
+                "energy_j REAL NOT NULL, method TEXT NOT NULL, measured INTEGER NOT NULL)")
+    con.execute("INSERT INTO accounts (time_s, kind, energy_j, method, measured) VALUES (1, 'startup', 5, 'm', 0)")
+    con.commit()
+    con.close()
+    with EnergyLedger(path, background=False) as ledger:
+        ledger.record_account("idle", 2.0, "cpu-time-model", False, time_s=10.0, pool="fr-x86")
+        ledger.record_account("idle", 3.0, "cpu-time-model", False, time_s=20.0, pool="fr-x86")
+        ledger.record_account("idle", 1.0, "cpu-time-model", False, time_s=20.0, pool="de-x86")
+        got = {(a["kind"], a["pool"]): a["energy_j"] for a in ledger.accounts()}
+        assert got == {("startup", None): 5.0, ("idle", "de-x86"): 1.0, ("idle", "fr-x86"): 5.0}
+        assert {(a["kind"], a["pool"]): a["energy_j"] for a in ledger.accounts(since_s=15.0)} == {
+            ("idle", "de-x86"): 1.0, ("idle", "fr-x86"): 3.0}

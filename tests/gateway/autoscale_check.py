@@ -67,7 +67,9 @@ def main(repository: str) -> int:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
-        serve.start(http_options={"host": "127.0.0.1", "port": port})
+        # One proxy, on the head: the "nodes" share this machine, so per-node HAProxies would race
+        # for the same stats and metrics ports.
+        serve.start(proxy_location="HeadOnly", http_options={"host": "127.0.0.1", "port": port})
         settings = load_settings(
             None,
             models={"repository": repository},
@@ -148,9 +150,12 @@ def main(repository: str) -> int:
         for th in threads:
             th.join(timeout=40)
         scaling = httpx.get(f"{url}/v2/admin/autoscaling", timeout=10).json()
+        from energy.ledger import EnergyLedger
+        with EnergyLedger(settings.ledger_file(), background=False) as ledger:
+            accounts = ledger.accounts()
         metrics = httpx.get(f"{url}/metrics", timeout=10).text
         print(json.dumps({"phases": phases, "log": log, "replicas": replicas, "node_of": node_of,
-                          "decisions": scaling.get("decisions", []),
+                          "decisions": scaling.get("decisions", []), "accounts": accounts,
                           "metrics": [m for m in metrics.splitlines() if m.startswith(("wattgate_pool_replicas", "wattgate_idle_energy", "wattgate_provisioned", "wattgate_scaling"))]}))
         return 0
     finally:

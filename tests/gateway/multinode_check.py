@@ -51,7 +51,9 @@ def main(repository: str) -> int:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
-        serve.start(http_options={"host": "127.0.0.1", "port": port})
+        # One proxy, on the head: the "nodes" share this machine, so per-node HAProxies would race
+        # for the same stats and metrics ports.
+        serve.start(proxy_location="HeadOnly", http_options={"host": "127.0.0.1", "port": port})
         settings = load_settings(
             None,
             models={"repository": repository},

@@ -49,7 +49,7 @@ def test_no_failed_request_and_none_waited_for_a_cold_pool(result):
 def test_scaling_decisions_have_reasons_and_idle_energy_is_metered_per_pool(result):
     reasons = {d["reason"] for d in result["decisions"]}
     assert "carbon" in reasons and ({"cold start", "load", "consolidate"} & reasons), reasons
-    metrics = {line.split(" ")[0]: float(line.split(" ")[1]) for line in result["metrics"]}
+    metrics = {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in result["metrics"]}
     idle = {k: v for k, v in metrics.items() if k.startswith("wattgate_idle_energy_joules_total")}
     seconds = {k: v for k, v in metrics.items() if k.startswith("wattgate_provisioned_replica_seconds_total")}
     assert any('pool="gb-arm"' in k and v > 0 for k, v in idle.items()), idle  # always on: always paying
@@ -57,3 +57,10 @@ def test_scaling_decisions_have_reasons_and_idle_energy_is_metered_per_pool(resu
     gb = next(v for k, v in seconds.items() if 'pool="gb-arm"' in k)
     fr = next(v for k, v in seconds.items() if 'pool="fr-x86"' in k)
     assert fr < gb  # scaled to zero part of the time, so provisioned for less
+
+
+def test_the_ledger_books_idle_energy_per_pool(result):
+    idle = {a["pool"]: a["energy_j"] for a in result["accounts"] if a["kind"] == "idle"}
+    assert idle.get("gb-arm", 0) > 0, result["accounts"]  # on for the whole run: booked every minute
+    # Pools that scaled down booked what their replicas drew while provisioned.
+    assert any(idle.get(p, 0) > 0 for p in ("fr-x86", "de-x86")), result["accounts"]

@@ -149,3 +149,21 @@ async def test_admin_autoscaling_routes_validate_and_keep_the_running_config():
     status, _, body = await change("fr", body=b'{"max_replicas": 1}')
     assert status == 200 and stored == {"fr": {"max_replicas": 1}}
     assert put_pattern.fullmatch("/v2/admin/autoscaling/fr")
+
+
+def test_pool_panel_shows_replicas_and_idle_power_of_autoscaled_pools():
+    from gateway.autoscaling import pool_families
+    from serving.dashboard import DashboardHistory, DashboardQuery
+
+    spec = ScalingSpec(min_replicas=0, max_replicas=2, replica_capacity_rps=200, service_ms=4, idle_w_per_replica=0.74)
+    now = [1000.0]
+    hist = DashboardHistory(clock=lambda: now[0])
+    assert hist.query(DashboardQuery(window_s=60))["panels"]["pool_replicas_idle"]["pending"]
+    for replicas, idle_j in ((1, 0.0), (2, 10.0), (0, 15.0)):
+        view = {"pools": {"fr": {"replicas": replicas, "idle_energy_j": idle_j, "replica_seconds": idle_j}}}
+        hist.add(pool_families(view, {"fr": spec}))
+        now[0] += 5
+    panel = hist.query(DashboardQuery(window_s=60))["panels"]["pool_replicas_idle"]
+    assert "pending" not in panel
+    assert panel["series"]["fr replicas"] == [2, 0]
+    assert panel["series"]["fr idle W"] == [pytest.approx(2.0), pytest.approx(1.0)]

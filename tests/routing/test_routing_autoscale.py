@@ -143,3 +143,26 @@ def test_shared_in_flight_lets_one_replica_use_the_room_others_leave():
     assert core.max_in_flight["fr"] == 4 * alone
     core.set_others_in_flight("fr", 4 * alone)
     assert core.max_in_flight["fr"] == alone  # never below its own share
+
+
+@pytest.mark.parametrize("block, message", [
+    ({"min_replicas": 3, "max_replicas": 2}, "min_replicas"),
+    ({"max_replicas": 0}, "max_replicas"),
+    ({"max_replicas": 2, "initial_replicas": 5}, "initial_replicas"),
+    ({"max_replicas": 2, "downscale_delay": 5}, "downscale_delay"),
+])
+def test_a_bad_autoscaling_block_is_refused_when_the_topology_loads(block, message):
+    pool = {"name": "fr", "region": "FR", "hardware": "x86", "capacity_rps": 400, "service_ms": 5, "rtt_ms": {"FR": 2},
+            "energy": {"*": 0.01}, "autoscaling": block}
+    with pytest.raises(BadRequest, match=message):
+        Topology.from_dict({"client_regions": ["FR"], "pools": [pool]})
+
+
+def test_the_spec_defaults_come_from_the_pool():
+    from routing.autoscale import ScalingSpec as Spec
+    topo = Topology.from_dict({"client_regions": ["FR"], "pools": [
+        {"name": "fr", "region": "FR", "hardware": "x86", "capacity_rps": 400, "service_ms": 5, "rtt_ms": {"FR": 2},
+         "energy": {"*": {"idle_w": 1.5, "dynamic_j": 0.01}}, "autoscaling": {"max_replicas": 2}}]})
+    spec = Spec.from_pool(topo.pool("fr"))
+    assert (spec.min_replicas, spec.max_replicas, spec.replica_capacity_rps, spec.idle_w_per_replica) == (0, 2, 200.0, 0.75)
+    assert spec.servers_per_replica == 1

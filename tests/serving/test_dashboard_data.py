@@ -47,3 +47,4 @@ def test_samples_closer_than_the_interval_are_not_kept():
     assert hist.add({}) and not hist.add({})
     now[0] = 1.5
     assert hist.add({})
+

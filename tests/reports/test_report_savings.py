@@ -1,0 +1,77 @@
+"""Carbon saved: round-robin counterfactual, cache, and the time-shift reader over a ledger with and without the jobs' column."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from energy.carbon import J_PER_KWH
+from reports.savings import IntensityTimeline, PoolSite, cache_savings, routing_savings
+from reports.time_shift import read_time_shift
+
+from report_fakes import INTENSITY, PUE, REGION, T0, row, write_ledger
+
+SITES = [PoolSite(name, REGION[name], PUE[name]) for name in PUE]
+
+
+def flat_timeline(max_age_s: float = 3600.0) -> IntensityTimeline:
+    return IntensityTimeline({region: [(T0 - 600, g)] for region, g in INTENSITY.items()}, max_age_s)
+
+
+def test_timeline_takes_the_reading_in_force_and_not_a_stale_one():
+    tl = IntensityTimeline({"FR": [(100.0, 50.0), (200.0, 70.0)]}, max_age_s=60)
+    assert tl.at("FR", 99.0) is None  # before the first reading
+    assert tl.at("FR", 150.0) == 50.0
+    assert tl.at("FR", 200.0) == 70.0
+    assert tl.at("FR", 261.0) is None  # older than max_age_s
+    assert tl.at("DE", 150.0) is None
+
+
+def test_round_robin_spreads_each_request_over_the_pools_at_their_intensity_and_pue():
+    rows = [row(0, pool="fr-x86"), row(1, pool="fr-x86"), row(2, pool="de-x86", known=False)]
+    saved = routing_savings(rows, SITES, flat_timeline())
+    kwh = 0.03 / J_PER_KWH
+    per_request = sum(kwh / 3 * INTENSITY[REGION[p]] * PUE[p] for p in PUE)
+    assert (saved.requests_compared, saved.requests_left_out) == (2, 1)
+    assert saved.round_robin_operational_g == pytest.approx(2 * per_request)
+    assert saved.actual_operational_g == pytest.approx(rows[0].operational_g + rows[1].operational_g)
+    assert saved.saved_g == pytest.approx(2 * (per_request - kwh * 50 * 1.2))
+    assert saved.saved_g > 0  # FR is the cleanest region
+
+
+def test_round_robin_only_over_pools_serving_the_variant_and_only_with_history():
+    sites = [PoolSite("fr-x86", "FR", 1.2), PoolSite("de-x86", "DE", 1.2, variants=("fp32",)), PoolSite("gb-arm", "GB", 1.1, variants=("int8",))]
+    saved = routing_savings([row(0, variant="fp32", pool="de-x86")], sites, flat_timeline())
+    kwh = 0.03 / J_PER_KWH
+    assert saved.round_robin_operational_g == pytest.approx(kwh / 2 * 1.2 * (50 + 400))
+    assert saved.saved_g == pytest.approx(kwh / 2 * 1.2 * (50 + 400) - kwh * 400 * 1.2)  # a loss: DE is dirtier
+    late = routing_savings([row(0, time_s=T0 + 7200)], SITES, flat_timeline())  # readings too old by then
+    assert (late.requests_compared, late.requests_left_out) == (0, 1)
+
+
+def test_cache_saving_is_hits_times_mean_miss_energy_less_the_hits_own():
+    rows = [row(0, active_j=0.02, idle_j=0.01), row(1, active_j=0.04, idle_j=0.01),  # misses: 0.03 and 0.05 J
+            row(2, cache="hit", active_j=0.004, idle_j=0.001), row(3, cache="hit", active_j=0.004, idle_j=0.001),
+            row(4, cache="hit", variant="int8")]  # no int8 miss to compare with
+    savings = cache_savings(rows, PUE)
+    fp32, int8 = savings.by_model_variant
+    assert (fp32.hits, fp32.mean_miss_j, fp32.hits_own_j) == (2, pytest.approx(0.04), pytest.approx(0.01))
+    assert fp32.avoided_j == pytest.approx(2 * 0.04 - 0.01)
+    assert fp32.avoided_g == pytest.approx(2 * (0.04 - 0.005) / J_PER_KWH * 50 * 1.2)
+    assert int8.mean_miss_j is None and int8.avoided_j == 0
+    assert savings.hits == 3 and savings.hits_without_misses == 1
+
+
+def test_time_shift_is_none_until_the_ledger_records_counterfactuals(tmp_path):
+    db = write_ledger(tmp_path / "ledger.sqlite", [row(i, tenant=("a", "b")[i % 2]) for i in range(4)])
+    assert read_time_shift(db, T0, T0 + 3600) is None  # today's ledger: no such column
+    with sqlite3.connect(db) as conn:
+        conn.execute("ALTER TABLE ledger ADD COLUMN counterfactual_carbon_g REAL")
+        assert read_time_shift(db, T0, T0 + 3600) is None  # the column, but no deferrable job yet
+        conn.execute("UPDATE ledger SET counterfactual_carbon_g = carbon_g * 3 WHERE request_id IN ('r0', 'r1')")
+    carbon = row(0).carbon_g
+    shift = read_time_shift(db, T0, T0 + 3600)
+    assert shift.jobs == 2 and shift.saved_g == pytest.approx(2 * 2 * carbon)
+    assert read_time_shift(db, T0, T0 + 3600, tenant="b").jobs == 1
+    assert read_time_shift(db, T0 + 3600, T0 + 7200) is None
