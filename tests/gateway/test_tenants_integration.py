@@ -8,6 +8,7 @@ import json
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -47,7 +48,8 @@ def schemathesis(url: str, *headers: str) -> subprocess.CompletedProcess:
     for h in headers:
         args += ["--header", h]
     started = time.monotonic()
-    proc = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    with tempfile.TemporaryDirectory() as scratch:  # schemathesis keeps a cache in its working directory
+        proc = subprocess.run(args, capture_output=True, text=True, timeout=300, cwd=scratch)
     print(f"schemathesis {'with' if headers else 'without'} a key: {time.monotonic() - started:.0f} s\n", proc.stdout[-3000:])
     return proc
 
