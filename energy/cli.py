@@ -10,6 +10,7 @@ from typing import TextIO
 
 from energy.ledger import GROUPABLE, EnergyLedger
 from energy.ledger_export import FORMATS
+from wattgate.errors import BadRequest
 
 DEFAULT_DB = "var/ledger.sqlite"
 
@@ -31,6 +32,8 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     summary.add_argument(
         "--group-by", default="model,variant,region,hardware", help=f"comma-separated, from {','.join(GROUPABLE)}; '' for one total"
     )
+    summary.add_argument("--by", dest="group_by", help="same as --group-by (e.g. --by tenant for chargeback)")
+    summary.add_argument("--period", help="a calendar month or day, UTC: 2026-11 or 2026-11-05")
     summary.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
     ledger.set_defaults(energy_cli=run)
@@ -50,7 +53,8 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
             print(f"exported {n} records to {args.out} ({fmt})", file=out)
             return 0
         group_by = [g for g in args.group_by.split(",") if g]
-        rows = ledger.totals(since_s=args.since_s, group_by=group_by)
+        since_s, until_s = period_range(args.period) if getattr(args, "period", None) else (args.since_s, None)
+        rows = ledger.totals(since_s=since_s, group_by=group_by, until_s=until_s)
         accounts = ledger.accounts(since_s=args.since_s)
         if args.json:
             json.dump({"requests": rows, "accounts": accounts}, out, indent=2)
@@ -61,6 +65,22 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
                 print("\nenergy charged to no request (J):", file=out)
                 _print_table(accounts, out)
         return 0
+
+
+def period_range(period: str) -> tuple[float, float]:
+    """(start, end) unix seconds of a UTC month (YYYY-MM) or day (YYYY-MM-DD)."""
+    from datetime import datetime, timedelta, timezone
+
+    try:
+        if len(period) == 7:
+            start = datetime.strptime(period, "%Y-%m").replace(tzinfo=timezone.utc)
+            end = (start + timedelta(days=32)).replace(day=1)
+        else:
+            start = datetime.strptime(period, "%Y-%m-%d").replace(tzinfo=timezone.utc)
+            end = start + timedelta(days=1)
+    except ValueError:
+        raise BadRequest(f"--period must be YYYY-MM or YYYY-MM-DD, got {period!r}") from None
+    return start.timestamp(), end.timestamp()
 
 
 def _print_table(rows: list[dict], out: TextIO) -> None:

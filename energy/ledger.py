@@ -288,26 +288,34 @@ class EnergyLedger:
             last_id = rows[-1][0]
             yield [row_to_record(r[1:]) for r in rows]
 
-    def totals(self, since_s: float | None = None, group_by: Sequence[str] = ()) -> list[dict]:
+    def totals(self, since_s: float | None = None, group_by: Sequence[str] = (), until_s: float | None = None) -> list[dict]:
         """Sums per group: requests, energy_j (active_j + idle_j), carbon_g, operational_g, embodied_g,
-        mean latency_ms, and how many requests had no intensity reading (their carbon is not in the sums)."""
+        mean latency_ms, how many requests had no intensity reading (their carbon is not in the sums),
+        and how many the cache answered."""
         group_by = tuple(group_by)
         unknown = [g for g in group_by if g not in GROUPABLE]
         if unknown:
             raise BadRequest(f"cannot group the ledger by {unknown}; choose from {GROUPABLE}")
-        where, params = _since(since_s)
+        where, params = _since(since_s, until_s)
         cols = ", ".join(group_by)
         select = (cols + ", " if cols else "") + (
             "COUNT(*), COALESCE(SUM(energy_j), 0), COALESCE(SUM(active_j), 0), COALESCE(SUM(idle_j), 0), "
             "COALESCE(SUM(carbon_g), 0), COALESCE(SUM(operational_g), 0), "
-            "COALESCE(SUM(embodied_g), 0), COALESCE(AVG(latency_ms), 0), SUM(carbon_g IS NULL)"
+            "COALESCE(SUM(embodied_g), 0), COALESCE(AVG(latency_ms), 0), SUM(carbon_g IS NULL), "
+            "COALESCE(SUM(cache = 'hit'), 0)"
         )
         sql = f"SELECT {select} FROM ledger{where}"
         if group_by:
             sql += f" GROUP BY {cols} ORDER BY {cols}"
         keys = (*group_by, "requests", "energy_j", "active_j", "idle_j", "carbon_g", "operational_g", "embodied_g",
-                "mean_latency_ms", "carbon_unknown_requests")
+                "mean_latency_ms", "carbon_unknown_requests", "cache_hits")
         return [dict(zip(keys, row)) for row in self._query(sql, params)]
+
+    def tenant_carbon_g(self, tenant: str, since_s: float) -> float:
+        """gCO2e charged to a tenant since ``since_s`` (requests of unknown carbon add nothing)."""
+        rows = self._query("SELECT COALESCE(SUM(carbon_g), 0) FROM ledger WHERE time_s >= ? AND tenant = ?",
+                           (float(since_s), tenant))
+        return float(rows[0][0])
 
     def export(self, path: str | Path, fmt: str = "csv", since_s: float | None = None) -> int:
         """Write records to CSV or Parquet; returns the number of rows written."""

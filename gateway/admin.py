@@ -9,12 +9,12 @@ from pathlib import Path
 from typing import Any, Awaitable, Callable
 from urllib.parse import parse_qs
 
+from gateway.routes import Route
 from serving.host import ModelHost
 from models.card import check_name, check_variant
 from models.registry import ModelRegistry
 from wattgate.errors import BadRequest
 
-_SEG = r"([^/]+)"
 
 
 def json_response(status: int, doc: Any) -> tuple[int, dict[str, str], bytes]:
@@ -36,14 +36,15 @@ class AdminApi:
         self._broadcast = broadcast
         self._extra = extra_routes or []
 
-    def routes(self):
-        import re
-
+    def routes(self) -> list[Route]:
         return [
-            ("GET", re.compile(r"/v2/admin/models"), self._list),
-            ("GET", re.compile(rf"/v2/admin/models/{_SEG}(?:/versions/{_SEG})?"), self._show),
-            ("POST", re.compile(rf"/v2/admin/models/{_SEG}/versions/{_SEG}"), self._register),
-            ("POST", re.compile(rf"/v2/admin/models/{_SEG}/versions/{_SEG}/(promote|retire)"), self._stage),
+            Route("GET", "/v2/admin/models", self._list, "admin", "Model cards"),
+            Route("GET", "/v2/admin/models/{name}[/versions/{version}]", self._show, "admin", "One model card"),
+            Route("POST", "/v2/admin/models/{name}/versions/{version}", self._register, "admin",
+                  "Register a model version (body: the ONNX file)", request="binary", status=201,
+                  query=(("variant", "variant name (default fp32)"), ("owner", "owner"), ("description", "description"))),
+            Route("POST", "/v2/admin/models/{name}/versions/{version}/{action}", self._stage, "admin",
+                  "Promote or retire a version", enums={"action": ("promote", "retire")}),
             *self._extra,
         ]
 

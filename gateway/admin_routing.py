@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-import re
 from datetime import datetime
 
 from gateway.admin import json_response as _json
+from gateway.routes import Route
 from wattgate.errors import BadRequest, NotFound
 
 
@@ -62,9 +62,10 @@ def routing_routes(control, provider, on_intensity_change=None, publish=None) ->
         return _json(200, {"at": at.isoformat(), "speed": speed})
 
     return [
-        ("GET", re.compile(r"/v2/admin/routing"), show),
-        ("PUT", re.compile(r"/v2/admin/routing"), set_policy),
-        ("PUT", re.compile(r"/v2/admin/intensity/clock"), set_clock),
+        Route("GET", "/v2/admin/routing", show, "admin", "The routing policy and its recent changes"),
+        Route("PUT", "/v2/admin/routing", set_policy, "admin", "Change the routing policy", request="RoutingChange"),
+        Route("PUT", "/v2/admin/intensity/clock", set_clock, "admin", "Move a replayed intensity clock",
+              request="ClockChange"),
     ]
 
 
@@ -90,6 +91,6 @@ def autoscaling_routes(specs, sync) -> list:
         return _json(200, {"pool": name, "overrides": current})
 
     return [
-        ("GET", re.compile(r"/v2/admin/autoscaling"), show),
-        ("PUT", re.compile(r"/v2/admin/autoscaling/([^/]+)"), change),
+        Route("GET", "/v2/admin/autoscaling", show, "admin", "Autoscaled pools and decisions"),
+        Route("PUT", "/v2/admin/autoscaling/{pool}", change, "admin", "Change a pool's live bounds", request="Object"),
     ]

@@ -15,6 +15,7 @@ from ray import serve
 from starlette.requests import Request
 from starlette.responses import Response
 
+from gateway.auth import check_exposure
 from gateway.autoscaling import autoscaling_config, control_store_name, scaled_pools
 from gateway.grpc_api import GrpcIngress
 from gateway.http import error_response
@@ -95,10 +96,13 @@ def absolute_paths(settings: Settings) -> Settings:
     server = settings.server.model_copy(update={"state_dir": settings.server.state_dir.resolve()})
     models = settings.models.model_copy(update={"repository": settings.models.repository.resolve()})
     routing = settings.routing.model_copy(update={"topology_file": settings.routing.topology_file.resolve()})
-    return settings.model_copy(update={"server": server, "models": models, "routing": routing})
+    auth = settings.auth.model_copy(update={"keys_file": settings.state_path(settings.auth.keys_file).resolve(),
+                                            "audit_file": settings.state_path(settings.auth.audit_file).resolve()})
+    return settings.model_copy(update={"server": server, "models": models, "routing": routing, "auth": auth})
 
 
 def build_app(settings: Settings) -> serve.Application:
+    check_exposure(settings.server, settings.auth)
     settings = absolute_paths(settings)
     s = settings.server
     # Pools on other nodes are deployments of this app, pinned by node label; the ingress gets handles.

@@ -5,7 +5,8 @@ from __future__ import annotations
 import hmac
 import ipaddress
 
-from wattgate.errors import Forbidden, Unauthorized
+from tenants.settings import AuthSettings
+from wattgate.errors import BadRequest, Forbidden, Unauthorized
 from wattgate.settings import ServerSettings
 
 
@@ -18,6 +19,16 @@ def is_loopback(host: str | None) -> bool:
         return host == "localhost"
 
 
+def check_exposure(server: ServerSettings, auth: AuthSettings) -> None:
+    """Refuse to listen beyond loopback with no credential asked unless ``auth.allow_open`` says so."""
+    if auth.mode == "off" and not auth.allow_open and not is_loopback(server.host):
+        raise BadRequest(
+            f"refusing to serve on {server.host} with auth.mode off: anyone who can reach it could use every model. "
+            "Set auth.mode (WATTGATE_AUTH_MODE) to optional or required, bind to 127.0.0.1, "
+            "or set auth.allow_open: true to serve open on purpose"
+        )
+
+
 class AdminAuth:
     """A bearer ``server.admin_api_key``; with no key configured, loopback callers only."""
 
@@ -25,14 +36,19 @@ class AdminAuth:
         self._key = server.admin_api_key.get_secret_value().encode() if server.admin_api_key else None
         self._bound_to_loopback = is_loopback(server.host)
 
-    def check(self, authorization: str | None, client_host: str | None) -> None:
+    def check(self, authorization: str | None, client_host: str | None) -> str:
+        """Who is calling, for the audit log ("admin-key" or "loopback"); else Unauthorized / Forbidden."""
         if self._key is not None:
             auth = authorization or ""
             token = auth[7:].encode() if auth[:7].lower() == "bearer " else b""
             if not hmac.compare_digest(token, self._key):
                 raise Unauthorized("admin endpoint: send 'Authorization: Bearer <admin API key>'")
-            return
+            return "admin-key"
         # No key: only loopback callers, and only when the gateway itself listens on loopback (behind
         # HAProxy every peer looks local, so a non-loopback bind cannot tell callers apart).
         if not (self._bound_to_loopback and is_loopback(client_host)):
             raise Forbidden("admin endpoints need an admin API key (server.admin_api_key) unless called on loopback")
+        return "loopback"
+
+    def who(self, authorization: str | None) -> str:
+        return "admin-key" if self._key is not None and authorization else "loopback"

@@ -108,6 +108,9 @@ def serve_forever(settings) -> None:
 
 def start(settings, ray_address: str | None = None, on_ray_started=None) -> None:
     """Start Ray (local unless an address is given), Serve's ingress and the wattgate app."""
+    from gateway.auth import check_exposure
+
+    check_exposure(settings.server, settings.auth)  # before anything starts
     os.environ.update(proxy_env(settings.server.proxy, settings.server.max_request_bytes))
     import ray
     from ray import serve

@@ -9,13 +9,13 @@ The page and its scripts hold no data and are public; the data endpoint is behin
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 from importlib import resources
 from typing import Awaitable, Callable
 from urllib.parse import parse_qs
 
 from gateway.admin import json_response
+from gateway.routes import Route
 from serving.dashboard import DashboardHistory, DashboardQuery, forecast_points
 from wattgate.errors import NotFound
 
@@ -42,12 +42,14 @@ class Dashboard:
         self.history = DashboardHistory()
         self._forecast: tuple[float, dict] = (0.0, {})
 
-    def routes(self) -> list[tuple[str, re.Pattern, Callable, bool]]:
-        """(method, path, handler, needs_admin) for HttpApi."""
+    def routes(self) -> list[Route]:
+        """The dashboard's page, assets and data, for HttpApi."""
         return [
-            ("GET", re.compile(r"/dashboard/?"), self._page, False),
-            ("GET", re.compile(r"/dashboard/static/([A-Za-z0-9_.-]+)"), self._static, False),
-            ("GET", re.compile(r"/dashboard/data"), self._data, True),
+            Route("GET", "/dashboard[/]", self._page, summary="The dashboard page", response="Text", content=("text/html",)),
+            Route("GET", "/dashboard/static/{name}", self._static, summary="A dashboard asset", response="Text",
+                  content=("text/css", "text/javascript", "text/plain")),
+            Route("GET", "/dashboard/data", self._data, "admin", "The dashboard's series",
+                  query=(("window", "seconds of history"), ("tenant", "reserved"))),
         ]
 
     async def _page(self, **_):

@@ -25,6 +25,9 @@ from gateway.auth import AdminAuth
 from gateway.grpc_service import MalformedRequest
 from serving.dataplane import DataPlane
 from serving.grpc_codec import encode_infer_message, parse_infer_message
+from tenants.audit import AuditLog
+from tenants.gate import Principal, TenantGate, build_gate
+from tenants.settings import AuthSettings
 from wattgate.errors import BadRequest, NotFound, PayloadTooLarge, Unavailable, WattgateError
 
 log = logging.getLogger("wattgate.grpc")
@@ -42,6 +45,7 @@ _CODES = {
     409: grpc.StatusCode.ALREADY_EXISTS,
     413: grpc.StatusCode.RESOURCE_EXHAUSTED,  # over server.max_request_bytes, as gRPC's own size limit answers
     422: grpc.StatusCode.FAILED_PRECONDITION,
+    429: grpc.StatusCode.RESOURCE_EXHAUSTED,  # a tenant's quota or budget; with retry-after, as a shed call
     502: grpc.StatusCode.UNAVAILABLE,  # a foreign system failed: retrying may help
     503: grpc.StatusCode.UNAVAILABLE,
 }
@@ -70,9 +74,12 @@ def peer_host(peer: str) -> str | None:
 
 
 class GrpcApi:
-    def __init__(self, dataplane: DataPlane, admin: AdminApi) -> None:
+    def __init__(self, dataplane: DataPlane, admin: AdminApi, gate: TenantGate | None = None,
+                 audit: AuditLog | None = None) -> None:
         self.dp = dataplane
         self.admin = admin
+        self.gate = gate or build_gate(AuthSettings(), None)  # mode off: nobody is asked for a key
+        self.audit = audit
         self._auth = AdminAuth(dataplane.settings.server)
         self._max_request_bytes = dataplane.settings.server.max_request_bytes
         self._rpcs: dict[str, tuple[Callable[..., Awaitable[Any]], bool]] = {  # name -> (handler, admin only)
@@ -99,8 +106,16 @@ class GrpcApi:
             if isinstance(request, MalformedRequest):
                 raise BadRequest(f"{rpc}: the request is not a valid protobuf message ({request.reason})")
             metadata = {k: v for k, v in context.invocation_metadata() if isinstance(v, str)}
+            peer = peer_host(context.peer())
             if admin_only:
-                self._auth.check(metadata.get("authorization"), peer_host(context.peer()))
+                return await self._admin(rpc, handler, request, metadata, peer)
+            if handler == self._model_infer:
+                principal = self.gate.authenticate(metadata.get("authorization"), metadata.get("x-tenant"), peer,
+                                                   model=request.model_name)
+                async with self.gate.admit(principal):
+                    return await self._model_infer(request, metadata, principal)
+            if rpc in ("ModelReady", "ModelMetadata"):
+                self.gate.authenticate(metadata.get("authorization"), metadata.get("x-tenant"), peer, model=request.name)
             return await handler(request, metadata)
         except WattgateError as exc:
             code, details, trailers = grpc_status(exc)
@@ -114,13 +129,34 @@ class GrpcApi:
             context.set_details("internal error; see the gateway log")
         return UNARY_RPCS[rpc]()
 
+    async def _admin(self, rpc: str, handler, request: Any, metadata: dict[str, str], peer: str | None) -> Any:
+        """An admin RPC: authorised, and (unless it only reads) written to the audit log whatever its outcome."""
+        reads = rpc == "RepositoryIndex"
+        try:
+            who = self._auth.check(metadata.get("authorization"), peer)
+        except WattgateError as exc:
+            if self.audit is not None and not reads:
+                self.audit.record("unauthenticated", f"gRPC {rpc}", peer, exc.status_code,
+                                  model=getattr(request, "model_name", "")[:64])
+            raise
+        try:
+            response = await handler(request, metadata)
+        except WattgateError as exc:
+            if self.audit is not None and not reads:
+                self.audit.record(who, f"gRPC {rpc}", peer, exc.status_code, model=getattr(request, "model_name", "")[:64])
+            raise
+        if self.audit is not None and not reads:
+            self.audit.record(who, f"gRPC {rpc}", peer, 200, model=getattr(request, "model_name", "")[:64])
+        return response
+
     # -- handlers ----------------------------------------------------------------------------
-    async def _model_infer(self, request: pb.ModelInferRequest, metadata: dict[str, str]) -> pb.ModelInferResponse:
+    async def _model_infer(self, request: pb.ModelInferRequest, metadata: dict[str, str],
+                           principal: Principal | None = None) -> pb.ModelInferResponse:
         size = request.ByteSize()
         if size > self._max_request_bytes:
             raise PayloadTooLarge(f"request of {size} bytes exceeds the {self._max_request_bytes}-byte limit")
         return await self.dp.serve(request.model_name, request.model_version or None,
-                                   lambda: parse_infer_message(request), encode_infer_message, metadata)
+                                   lambda: parse_infer_message(request), encode_infer_message, metadata, principal)
 
     async def _server_live(self, request, metadata) -> pb.ServerLiveResponse:
         return pb.ServerLiveResponse(live=True)

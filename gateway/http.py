@@ -6,6 +6,7 @@ same code serves behind Ray Serve (``gateway/app.py``) and behind a bare ASGI se
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import re
@@ -14,14 +15,29 @@ from typing import Awaitable, Callable
 
 from gateway.admin import AdminApi, json_response as _json
 from gateway.auth import AdminAuth
+from gateway.routes import Route
 from serving.dataplane import DataPlane
-from wattgate.errors import NotFound, Unavailable, WattgateError
+from tenants.audit import AuditLog
+from tenants.gate import TenantGate, build_gate
+from tenants.settings import AuthSettings
+from wattgate.errors import Forbidden, NotFound, Unauthorized, Unavailable, WattgateError
 
 log = logging.getLogger("wattgate.http")
 
 Response = tuple[int, dict[str, str], bytes]
-_SEG = r"([^/]+)"
-_MODEL = rf"/v2/models/{_SEG}(?:/versions/{_SEG})?"
+_MODEL = "/v2/models/{name}[/versions/{version}]"
+
+
+def _actor(headers: dict[str, str]) -> str | None:
+    """The X-Actor a caller says it acts for (printable ASCII, 128 chars at most), for the audit log."""
+    actor = headers.get("x-actor")
+    return actor[:128] if actor and actor.isascii() and actor.isprintable() else None
+
+
+def _short(route: Route, groups: list) -> str:
+    """The path with its segments filled in, each cut to 64 characters."""
+    values = iter(groups)
+    return re.sub(r"\{\w+\}", lambda _: str(next(values, "") or "")[:64], route.template.replace("[", "").replace("]", ""))
 
 
 def error_response(exc: WattgateError) -> Response:
@@ -34,43 +50,58 @@ def error_response(exc: WattgateError) -> Response:
 
 class HttpApi:
     def __init__(self, dataplane: DataPlane, admin: AdminApi, metrics_text: Callable[[], Awaitable[str]],
-                 extra_routes: list[tuple[str, re.Pattern, Callable, bool]] | None = None) -> None:
+                 extra_routes: list[Route] | None = None, gate: TenantGate | None = None,
+                 audit: AuditLog | None = None) -> None:
         self.dp = dataplane
         self.admin = admin
         self._metrics_text = metrics_text
         self._auth = AdminAuth(dataplane.settings.server)
-        self._routes: list[tuple[str, re.Pattern, Callable, bool]] = [
-            ("POST", re.compile(_MODEL + "/infer"), self._infer, False),  # the hot path, matched first
-            ("GET", re.compile(r"/v2/?"), self._server_meta, False),
-            ("GET", re.compile(r"/v2/health/live"), self._live, False),
-            ("GET", re.compile(r"/v2/health/ready"), self._ready, False),
-            ("GET", re.compile(r"/v2/models"), self._list_models, False),
-            ("GET", re.compile(_MODEL), self._model_meta, False),
-            ("GET", re.compile(_MODEL + "/ready"), self._model_ready, False),
-            ("GET", re.compile(_MODEL + "/config"), self._model_config, False),
-            ("GET", re.compile(_MODEL + "/stats"), self._model_stats, False),
-            ("GET", re.compile(r"/metrics"), self._metrics, False),
-            ("POST", re.compile(r"/v2/repository/index"), self._repo_index, True),
-            ("POST", re.compile(rf"/v2/repository/models/{_SEG}/(load|unload)"), self._repo_load, True),
-            *[(m, p, h, True) for m, p, h in admin.routes()],
-            *(extra_routes or []),  # (method, path, handler, needs_admin): the dashboard
+        self.gate = gate or build_gate(AuthSettings(), None)  # mode off: nobody is asked for a key
+        self.audit = audit
+        self.routes: list[Route] = [
+            Route("POST", _MODEL + "/infer", self._infer, "tenant", "Run inference (JSON or binary tensors)",
+                  request="InferRequest", response="InferResponse",
+                  content=("application/json", "application/octet-stream")),  # the hot path, matched first
+            Route("GET", "/v2", self._server_meta, summary="Server metadata", response="ServerMetadata"),
+            Route("GET", "/v2/health/live", self._live, summary="Liveness", response="Live"),
+            Route("GET", "/v2/health/ready", self._ready, summary="Readiness", response="Ready"),
+            Route("GET", "/v2/models", self._list_models, summary="Loaded models", response="ModelList"),
+            Route("GET", _MODEL, self._model_meta, "tenant", "Model metadata", response="ModelMetadata"),
+            Route("GET", _MODEL + "/ready", self._model_ready, "tenant", "Model readiness", response="ModelReady"),
+            Route("GET", _MODEL + "/config", self._model_config, "tenant", "Model configuration"),
+            Route("GET", _MODEL + "/stats", self._model_stats, "tenant", "This replica's model statistics"),
+            Route("GET", "/metrics", self._metrics, summary="Prometheus metrics", response="Text", content=("text/plain",)),
+            Route("GET", "/v2/openapi.json", self._openapi, summary="This document (OpenAPI 3.1)"),
+            Route("POST", "/v2/repository/index", self._repo_index, "admin", "Every registered model version",
+                  response="List"),
+            Route("POST", "/v2/repository/models/{name}/{action}", self._repo_load, "admin", "Load or unload a model",
+                  enums={"action": ("load", "unload")}),
+            *admin.routes(),
+            *(extra_routes or []),  # the dashboard
         ]
+        self._openapi_doc: bytes | None = None
 
     async def handle(
         self, method: str, path: str, headers: dict[str, str], body: bytes, client_host: str | None, query: str = ""
     ) -> Response:
         try:
-            for m, pattern, handler, needs_admin in self._routes:
-                match = pattern.fullmatch(path)
-                if match is None or m != method:
+            for route in self.routes:
+                match = route.pattern.fullmatch(path)
+                if match is None or route.method != method:
                     continue
-                if needs_admin:
-                    self._auth.check(headers.get("authorization"), client_host)
                 # Segments are matched percent-encoded and decoded one by one, so an encoded "/" stays
                 # inside its segment and reaches the name check instead of re-shaping the path.
                 groups = [unquote(g) if g is not None else None for g in match.groups()]
-                return await handler(*groups, headers=headers, body=body, query=query)
-            if any(p.fullmatch(path) for _, p, _, _ in self._routes):
+                if route.access == "admin":
+                    return await self._admin(route, groups, headers, body, client_host, query)
+                if route.access == "tenant":
+                    principal = self.gate.authenticate(headers.get("authorization"), headers.get("x-tenant"),
+                                                       client_host, model=groups[0])
+                    if route.handler == self._infer:
+                        async with self.gate.admit(principal):
+                            return await self._infer(*groups, headers=headers, body=body, principal=principal)
+                return await route.handler(*groups, headers=headers, body=body, query=query)
+            if any(r.pattern.fullmatch(path) for r in self.routes):
                 return _json(405, {"error": f"method {method} not allowed on {path}"})
             raise NotFound(f"no route for {method} {path}")
         except WattgateError as exc:
@@ -78,6 +109,34 @@ class HttpApi:
         except Exception:  # a bug must cost one request, never the server
             log.exception("unhandled error on %s %s", method, path)
             return _json(500, {"error": "internal error; see the gateway log"})
+
+    async def _admin(self, route: Route, groups: list, headers: dict[str, str], body: bytes, client_host: str | None,
+                     query: str) -> Response:
+        """An admin call: authorised, then (unless it only reads) written to the audit log, whatever its outcome."""
+        note: dict = {}  # what the handler adds for the audit log (a key id, a tenant; never a key)
+        try:
+            who = self._auth.check(headers.get("authorization"), client_host)
+            response = await route.handler(*groups, headers=headers, body=body, query=query, note=note)
+            status = response[0]
+        except WattgateError as exc:
+            who, status, response = "unauthenticated", exc.status_code, None
+            if not isinstance(exc, (Unauthorized, Forbidden)):
+                who = self._auth.who(headers.get("authorization"))
+            if self.audit is not None and route.method != "GET":
+                self.audit.record(who, f"{route.method} {route.template}", client_host, status, path=_short(route, groups),
+                                  actor=_actor(headers), **note)
+            raise
+        if self.audit is not None and route.method != "GET":
+            self.audit.record(who, f"{route.method} {route.template}", client_host, status, path=_short(route, groups),
+                              actor=_actor(headers), **note)
+        return response
+
+    async def _openapi(self, **_):
+        if self._openapi_doc is None:
+            from gateway.openapi import openapi_document
+
+            self._openapi_doc = json.dumps(openapi_document(self.routes, self.gate.mode), separators=(",", ":")).encode()
+        return 200, {"content-type": "application/json"}, self._openapi_doc
 
     # -- handlers ----------------------------------------------------------------------------
     async def _server_meta(self, **_):
@@ -111,8 +170,8 @@ class HttpApi:
     async def _model_stats(self, name, version, **_):
         return _json(200, self.dp.model_stats(name, version))
 
-    async def _infer(self, name, version, headers, body, **_):
-        out, out_headers = await self.dp.infer(name, version, body, headers)
+    async def _infer(self, name, version, headers, body, principal=None, **_):
+        out, out_headers = await self.dp.infer(name, version, body, headers, principal)
         return 200, out_headers, out
 
     async def _metrics(self, **_):
@@ -121,6 +180,6 @@ class HttpApi:
     async def _repo_index(self, **_):
         return _json(200, self.dp.host.index())
 
-    async def _repo_load(self, name, action, **_):
+    async def _repo_load(self, name, action, note=None, **_):
         await self.admin.load_or_unload(name, action)
         return _json(200, {"name": name, "action": action, "state": self.dp.host.models[name].state})

@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import re
 from urllib.parse import parse_qs
 
 from gateway.admin import json_response as _json
+from gateway.routes import Route
 from jobs.model import STATES
 from jobs.service import JobService
 from wattgate.errors import BadRequest
 
-_SEG = r"([^/]+)"
 
 
-def jobs_routes(service: JobService) -> list[tuple[str, re.Pattern, object, bool]]:
-    """(method, path, handler, needs_admin) for HttpApi: POST /v2/models/{name}[/versions/{v}]/jobs,
-    GET and DELETE /v2/jobs/{id}; GET /v2/jobs (every job: admin only)."""
+def jobs_routes(service: JobService) -> list[Route]:
+    """For HttpApi: POST /v2/models/{name}[/versions/{v}]/jobs, GET and DELETE /v2/jobs/{id} (with a
+    tenant key when auth requires one); GET /v2/jobs (every job: admin only)."""
 
     async def submit(name, version, headers=None, body=b"", **_):
         job, created = service.submit(name, version, body, headers or {})
@@ -39,8 +38,10 @@ def jobs_routes(service: JobService) -> list[tuple[str, re.Pattern, object, bool
         return _json(200, {"jobs": service.list(state, max(1, min(limit, 1000)))})
 
     return [
-        ("POST", re.compile(rf"/v2/models/{_SEG}(?:/versions/{_SEG})?/jobs"), submit, False),
-        ("GET", re.compile(rf"/v2/jobs/{_SEG}"), show, False),
-        ("DELETE", re.compile(rf"/v2/jobs/{_SEG}"), cancel, False),
-        ("GET", re.compile(r"/v2/jobs/?"), listing, True),
+        Route("POST", "/v2/models/{name}[/versions/{version}]/jobs", submit, "tenant",
+              "Submit deferrable inference (an OIP infer body, or a list, with parameters.deadline)",
+              request="Object", status=202),
+        Route("GET", "/v2/jobs/{job_id}", show, "tenant", "A job's state and, when done, its results"),
+        Route("DELETE", "/v2/jobs/{job_id}", cancel, "tenant", "Cancel a job"),
+        Route("GET", "/v2/jobs[/]", listing, "admin", "Every job", query=(("state", "filter by state"), ("limit", "at most"))),
     ]

@@ -11,6 +11,7 @@ from typing import Any
 from energy.metrics import recompute_joules_per_1k
 from gateway.admin import AdminApi
 from gateway.admin_routing import autoscaling_routes, routing_routes
+from gateway.admin_tenants import key_routes
 from gateway.autoscaling import PoolBoard, control_store_name, pool_families, scaled_pools
 from gateway.dashboard import Dashboard
 from gateway.grpc_api import GrpcApi
@@ -68,7 +69,7 @@ def build_gateway(settings: Settings, pool_handles: dict[str, Any] | None = None
         host.registry, host,
         broadcast=sync.publish_model if sync else None,
         extra_routes=routing_routes(control, data.provider, data.intensity.refresh, sync.publish_routing if sync else None)
-        + autoscaling_routes(specs, sync),
+        + autoscaling_routes(specs, sync) + key_routes(data.keys, data.audit),
     )
 
     async def gateway_snapshot() -> dict:
@@ -88,4 +89,5 @@ def build_gateway(settings: Settings, pool_handles: dict[str, Any] | None = None
     dashboard = Dashboard(gateway_snapshot, data.provider, data.intensity.regions, control)
     jobs = build_jobs(data)
     routes = dashboard.routes() + (jobs_routes(jobs.service) if jobs is not None else [])
-    return GatewayParts(data, HttpApi(data.dataplane, admin, metrics_text, routes), GrpcApi(data.dataplane, admin), sync, jobs)
+    api = HttpApi(data.dataplane, admin, metrics_text, routes, gate=data.gate, audit=data.audit)
+    return GatewayParts(data, api, GrpcApi(data.dataplane, admin, gate=data.gate, audit=data.audit), sync, jobs)

@@ -73,7 +73,7 @@ class Router(Protocol):
 
     async def execute(self, route: Route, job: PoolJob) -> Execution: ...
 
-    def observe_carbon(self, model: str, carbon_g: float) -> None: ...
+    def observe_carbon(self, model: str, carbon_g: float, tenant: str | None = None) -> None: ...
 
     def pool_health(self) -> dict[str, bool]: ...
 
@@ -98,7 +98,7 @@ class SinglePoolRouter:
     async def execute(self, route: Route, job: PoolJob) -> Execution:
         return Execution(await self._executor.run(job), route)
 
-    def observe_carbon(self, model: str, carbon_g: float) -> None:
+    def observe_carbon(self, model: str, carbon_g: float, tenant: str | None = None) -> None:
         return None
 
     def pool_health(self) -> dict[str, bool]:

@@ -36,6 +36,7 @@ class ServedRequest:
     latency_ms: float
     request_id: str
     rows: int
+    tenant: str | None = None  # the authenticated tenant; None when unknown (auth off, no trusted proxy)
 
 
 @dataclass(frozen=True)
@@ -169,7 +170,7 @@ class RequestAccountant:
             intensity_g_per_kwh=view.g_per_kwh, carbon_g=carbon.carbon_g if carbon else None,
             operational_g=carbon.operational_g if carbon else None, embodied_g=embodied, cache=served.cache_status,
             route_reason=route.route_reason, active_j=energy.active_j, idle_j=energy.idle_j,
-            intensity_source=view.source,
+            intensity_source=view.source, tenant=served.tenant,
         )
         node_id = served.execution.result.node_id if served.execution is not None else None
         slo_ms = route.request.slo_ms if route.request is not None else None
@@ -225,9 +226,9 @@ class MetricsSink:
 class BudgetSink:
     """Feeds each request's carbon to the carbon budgets the router enforces."""
 
-    def __init__(self, observe_carbon: Callable[[str, float], None]) -> None:
+    def __init__(self, observe_carbon: Callable[[str, float, str | None], None]) -> None:
         self.observe_carbon = observe_carbon
 
     def record(self, accounted: AccountedRequest) -> None:
         if accounted.record.carbon_g is not None:
-            self.observe_carbon(accounted.record.model, accounted.record.carbon_g)
+            self.observe_carbon(accounted.record.model, accounted.record.carbon_g, accounted.record.tenant)

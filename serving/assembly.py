@@ -41,7 +41,12 @@ from serving.batching import BatchEnergy, Batcher, TensorBatcher
 from serving.dataplane import DataPlane
 from serving.host import ModelHost
 from serving.ops_metrics import StateGauges, TrafficSink
+from serving.tenant_sink import TenantSink
 from serving.text_batcher import LengthGroupedBatcher
+from tenants.audit import AuditLog
+from tenants.budgets import TenantBudgets
+from tenants.gate import TenantGate, build_gate
+from tenants.keys import KeyStore, make_key_store
 from wattgate.errors import BadRequest
 from wattgate.metrics import MetricsRegistry
 from wattgate.settings import Settings
@@ -68,6 +73,10 @@ class DataPlaneParts:
     control: RoutingControl | None
     state_gauges: StateGauges | None = None
     anomaly_sink: AnomalySink | None = None
+    keys: KeyStore | None = None
+    gate: TenantGate | None = None
+    audit: AuditLog | None = None
+    tenant_sink: TenantSink | None = None
 
     def start_background(self) -> None:
         self.intensity.start()
@@ -84,7 +93,7 @@ class DataPlaneParts:
     def snapshot(self) -> dict:
         """This process's metrics, the attributor's books refreshed."""
         self.metrics_sink.refresh()
-        for part in (self.state_gauges, self.anomaly_sink):
+        for part in (self.state_gauges, self.anomaly_sink, self.tenant_sink):
             if part is not None:
                 part.refresh()
         return self.metrics.snapshot()
@@ -192,7 +201,13 @@ def build_data_plane(
         max_pending=es.ledger_max_pending,
     )) if es.ledger_enabled else None
     anomaly_sink = AnomalySink.from_settings(es.anomaly, metrics) if es.anomaly.enabled else None
-    sinks: list[AccountingSink] = [metrics_sink, BudgetSink(router.observe_carbon), TrafficSink(metrics, settings.routing.slo_ms)]
+    auth = settings.auth
+    keys = make_key_store(auth, settings.server.state_dir)
+    budgets = TenantBudgets(auth.budgets, ledger_sink.ledger.tenant_carbon_g if ledger_sink is not None else None,
+                            alert=budget_alert(auth.budgets.webhook_url, metrics))
+    tenant_sink = TenantSink(metrics, budgets, keys.tenants, auth.max_tenant_labels)
+    sinks: list[AccountingSink] = [metrics_sink, BudgetSink(router.observe_carbon), TrafficSink(metrics, settings.routing.slo_ms),
+                                   tenant_sink]
     if anomaly_sink is not None:
         sinks.append(anomaly_sink)
     if ledger_sink is not None:
@@ -204,10 +219,37 @@ def build_data_plane(
     host.load_startup()  # start-up energy until mark_ready(): never a request's
     if avoided is not None:
         _profiled_active_energy(host, avoided, attributor)
-    dataplane = DataPlane(settings, host, router, accountant, cache=cache, metrics=metrics)
+    dataplane = DataPlane(settings, host, router, accountant, cache=cache, metrics=metrics, budgets=budgets)
     state_gauges = StateGauges(metrics, intensity, router.pool_health, router.budget_use)
     return DataPlaneParts(settings, host, dataplane, attributor, metrics, metrics_sink, ledger_sink, cache, provider,
-                          intensity, router, control, state_gauges, anomaly_sink)
+                          intensity, router, control, state_gauges, anomaly_sink, keys, build_gate(auth, keys),
+                          AuditLog(settings.state_path(auth.audit_file)), tenant_sink)
+
+
+def budget_alert(webhook_url: str | None, metrics: MetricsRegistry) -> Callable[[dict], None]:
+    """A tenant crossed a budget level: a warning in the log and, when configured, a JSON POST off the request path."""
+    failures = metrics.counter("wattgate_budget_webhook_failures_total", "Budget alert webhooks that failed")
+
+    def post(alert: dict) -> None:
+        import json
+        import urllib.request
+
+        try:
+            req = urllib.request.Request(webhook_url, json.dumps({"kind": "carbon-budget", **alert}).encode(),
+                                         {"content-type": "application/json"})
+            urllib.request.urlopen(req, timeout=5).close()
+        except Exception as exc:  # an alert never fails a request
+            failures.inc()
+            log.warning("budget webhook failed: %s", type(exc).__name__)
+
+    def alert(doc: dict) -> None:
+        log.warning("tenant %s has spent %.0f%% of its %s carbon budget", doc["tenant"], doc["level"] * 100, doc["period"])
+        if webhook_url:
+            import threading
+
+            threading.Thread(target=post, args=(doc,), daemon=True, name="budget-webhook").start()
+
+    return alert
 
 
 def _profiled_active_energy(host: ModelHost, avoided: AvoidedEnergy, attributor: EnergyAttributor) -> None:

@@ -37,7 +37,9 @@ from serving.protocol import (
     validate_inputs,
 )
 from wattgate import __version__
-from wattgate.errors import BadRequest, PayloadTooLarge, WattgateError
+from tenants.budgets import BudgetStatus, TenantBudgets
+from tenants.gate import ANONYMOUS, Principal
+from wattgate.errors import BadRequest, Overloaded, PayloadTooLarge, TooManyRequests, WattgateError
 from wattgate.metrics import MetricsRegistry
 from wattgate.settings import Settings
 from wattgate.tensors import Tensor
@@ -69,8 +71,10 @@ class Cache(Protocol):
 
 class DataPlane:
     def __init__(self, settings: Settings, host: ModelHost, router: Router, accountant: RequestAccountant,
-                 cache: Cache | None = None, metrics: MetricsRegistry | None = None) -> None:
+                 cache: Cache | None = None, metrics: MetricsRegistry | None = None,
+                 budgets: TenantBudgets | None = None) -> None:
         self.settings = settings
+        self.budgets = budgets
         self.host = host
         self.router = router
         self.accountant = accountant
@@ -131,9 +135,10 @@ class DataPlane:
         ]
 
     # -- inference ---------------------------------------------------------------------------
-    async def infer(self, name: str, version: str | None, body: bytes, headers: dict[str, str]) -> tuple[bytes, dict[str, str]]:
+    async def infer(self, name: str, version: str | None, body: bytes, headers: dict[str, str],
+                    principal: Principal | None = None) -> tuple[bytes, dict[str, str]]:
         """OIP REST: the request body in; the response body and its headers out."""
-        return await self.serve(name, version, lambda: self.parse_rest(body, headers), _encode_rest, headers)
+        return await self.serve(name, version, lambda: self.parse_rest(body, headers), _encode_rest, headers, principal)
 
     def check(self, name: str, version: str | None, body: bytes, headers: dict[str, str]) -> tuple[LoadedVersion, InferRequest]:
         """Validate an OIP REST body exactly as ``infer`` would (same errors), without running it:
@@ -144,17 +149,19 @@ class DataPlane:
         return loaded, request
 
     async def serve(self, name: str, version: str | None, parse: Callable[[], InferRequest],
-                    encode: Callable[[InferAnswer], T], headers: dict[str, str], *, deferrable: bool = False) -> T:
+                    encode: Callable[[InferAnswer], T], headers: dict[str, str], principal: Principal | None = None,
+                    *, deferrable: bool = False) -> T:
         """One infer call for any front end: ``parse`` runs once the model is known (an unknown model is
         NotFound whatever the payload), ``encode`` while the request is still in hand (its CPU is request work).
+        ``principal`` is the authenticated caller (its tenant goes to routing, the ledger and its budget).
 
         ``deferrable``: a job's request, routed on spare capacity only (a full pool is not a shed request)."""
         # While a request is in hand, the replica's dynamic energy is request work; between requests it is idle.
         self.accountant.request_started()
         try:
-            return encode(await self._answer(name, version, parse, headers, deferrable))
+            return encode(await self._answer(name, version, parse, headers, principal or ANONYMOUS, deferrable))
         except WattgateError as exc:
-            if getattr(exc, "retry_after_s", None) is not None and not deferrable:  # shed: every pool past its bound
+            if isinstance(exc, Overloaded) and not deferrable:  # shed: every pool past its bound
                 self._shed.inc(model=name)
             raise
         finally:
@@ -177,17 +184,22 @@ class DataPlane:
         return requested, wanted_variant
 
     async def _answer(self, name: str, version: str | None, parse: Callable[[], InferRequest],
-                      headers: dict[str, str], deferrable: bool = False) -> InferAnswer:
+                      headers: dict[str, str], principal: Principal, deferrable: bool = False) -> InferAnswer:
         started = time.perf_counter()
         loaded = self.host.resolve(name, version)  # unknown model: 404 before reading the body
         request = parse()
         card = loaded.card
         requested, wanted_variant = self._validate(loaded, request)
+        tenant = principal.tenant
+        budget = self.budgets.status(tenant, principal.limits, request.parameters.get("deferrable") is True) \
+            if self.budgets is not None else None
+        if budget is not None and budget.action != "ok":
+            wanted_variant = self._budget_action(budget, card, loaded, wanted_variant)
         slo_ms = request.parameters.get("slo_ms")
         context = ClientContext(
             client_region=headers.get("x-client-region"),
             slo_ms=slo_ms if isinstance(slo_ms, (int, float)) else None,
-            tenant=headers.get("x-tenant"),
+            tenant=tenant,  # from the key (or a trusted proxy), never from a header anyone can set
             deferrable=deferrable,
         )
         route = self.router.route(card, wanted_variant, loaded.variants, context)
@@ -212,10 +224,28 @@ class DataPlane:
             (outputs, execution), cache_status = await compute(), "off"
         served = ServedRequest(
             card=card, route=route, execution=execution, cache_status=cache_status,
-            latency_ms=(time.perf_counter() - started) * 1000, request_id=request_id, rows=request.rows,
+            latency_ms=(time.perf_counter() - started) * 1000, request_id=request_id, rows=request.rows, tenant=tenant,
         )
         params = self.accountant.account(served).parameters()
+        if tenant is not None:
+            params["tenant"] = tenant
+            after = self.budgets.status(tenant, principal.limits) if self.budgets is not None else None
+            if after is not None:  # what is left after this request, and what was done about the budget
+                params.update(after.parameters(), budget_action=budget.action if budget is not None else "ok")
         return InferAnswer(card.name, card.version, outputs, requested, request_id, params)
+
+    @staticmethod
+    def _budget_action(budget: BudgetStatus, card, loaded: LoadedVersion, wanted_variant: str | None) -> str | None:
+        """Reject, refuse deferrable work, or pick the cheaper variant the card allows (a fallback loaded here)."""
+        retry_s = max(1.0, budget.period_end_s - time.time())
+        spent = f"tenant {budget.tenant} has spent {budget.used_ratio:.0%} of its {budget.budget_g:g} gCO2e {budget.period} carbon budget"
+        if budget.action == "reject":
+            raise TooManyRequests(f"{spent}; requests are refused until the period ends", retry_s)
+        if budget.action == "defer":
+            raise TooManyRequests(f"{spent}; deferrable work is refused now: send it as a batch job or after the period ends",
+                                  retry_s)
+        cheaper = [v for v in card.fallback_variants if v in loaded.variants]
+        return cheaper[0] if cheaper else wanted_variant
 
     @staticmethod
     def _work_item(loaded: LoadedVersion, variant: str, inputs: list[Tensor]) -> WorkItem | TextWorkItem:

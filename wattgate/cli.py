@@ -1,4 +1,4 @@
-"""The ``wattgate`` console script: serve, models, ledger, routing, simulate, optimize, loadtest, report, jobs."""
+"""The ``wattgate`` console script: serve, models, ledger, routing, simulate, optimize, loadtest, report, jobs, keys, audit."""
 
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ import sys
 from wattgate.errors import WattgateError
 
 # Each room registers its own subcommands; a room whose optional dependencies are missing is skipped.
-_PACKAGES = {"wattgate", "gateway", "models", "energy", "routing", "optimizers", "loadtests", "cache", "reports", "jobs"}
-_ROOMS = ["gateway.cli", "models.cli", "energy.cli", "routing.cli", "optimizers.cli", "loadtests.cli", "reports.cli", "jobs.cli"]
+_PACKAGES = {"wattgate", "gateway", "models", "energy", "routing", "optimizers", "loadtests", "cache", "reports", "jobs",
+             "tenants"}
+_ROOMS = ["gateway.cli", "models.cli", "energy.cli", "routing.cli", "optimizers.cli", "loadtests.cli", "reports.cli",
+          "jobs.cli", "tenants.cli"]
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict]:

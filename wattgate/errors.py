@@ -3,13 +3,16 @@
     WattgateError (500)
     ├── BadRequest (400)            malformed body, wrong dtype or shape, bad settings value
     │   └── InvalidName (400)       a model name or version outside the safe character set
-    ├── Unauthorized (401)          admin endpoint without a valid bearer token
-    ├── Forbidden (403)             admin endpoint reached from off-loopback with no key configured
+    ├── Unauthorized (401)          no valid bearer token (admin key, or a tenant's API key)
+    ├── Forbidden (403)             admin endpoint reached from off-loopback with no key configured;
+    │                               a tenant key used for a model it is not allowed
     ├── NotFound (404)
     │   └── ModelNotFound (404)     unknown model, version or variant
     ├── Conflict (409)              e.g. registering a version that already exists
     ├── PayloadTooLarge (413)
     ├── Unprocessable (422)         a promotion the model card does not allow (missing profile, low quality)
+    ├── TooManyRequests (429)       a tenant past its rate, concurrency, fair share or carbon budget;
+    │                               carries retry_after_s
     ├── Unavailable (503)           model not loaded / not ready, no healthy pool
     │   └── Overloaded (503)        every pool is at its in-flight bound; carries retry_after_s
     ├── BackendError (500)          a runtime failed while executing a valid request
@@ -18,7 +21,7 @@
         └── ProviderUnavailable     callers fall back along the provider chain
 
 Exceptions pickle (Ray moves them between processes): every subclass keeps ``args == (message,)``;
-``Overloaded`` also pickles its ``retry_after_s``.
+``Overloaded`` and ``TooManyRequests`` also pickle their ``retry_after_s``.
 """
 
 from __future__ import annotations
@@ -72,6 +75,19 @@ class PayloadTooLarge(WattgateError):
 
 class Unprocessable(WattgateError):
     status_code = 422
+
+
+class TooManyRequests(WattgateError):
+    """A tenant's quota or carbon budget says no for now; ``retry_after_s`` (>= 1) says when to try again."""
+
+    status_code = 429
+
+    def __init__(self, message: str, retry_after_s: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after_s = max(1.0, float(retry_after_s))
+
+    def __reduce__(self):
+        return (type(self), (self.message, self.retry_after_s))
 
 
 class Unavailable(WattgateError):

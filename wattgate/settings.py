@@ -19,6 +19,7 @@ from energy.settings import EnergySettings
 from jobs.settings import JobsSettings
 from routing.intensity.settings import IntensitySettings
 from routing.settings import RoutingSettings
+from tenants.settings import AuthSettings
 from wattgate.config_file import COMMAND_SECTIONS, FileSettings, build, read_config
 
 
@@ -110,10 +111,16 @@ class Settings(FileSettings):
     pools: dict[str, PoolExecutorSettings] = Field(default_factory=dict)
     budgets: BudgetSettings = BudgetSettings()
     jobs: JobsSettings = JobsSettings()  # deferrable jobs (jobs/settings.py)
+    # Tenants: API keys, quotas, fairness, carbon budgets per tenant, the audit log.
+    auth: AuthSettings = AuthSettings()
 
     def ledger_file(self) -> Path:
         """The energy ledger: ``energy.ledger_path``, relative to ``server.state_dir`` unless absolute."""
         path = self.energy.ledger_path
+        return path if path.is_absolute() else self.server.state_dir / path
+
+    def state_path(self, path: Path) -> Path:
+        """``path`` relative to ``server.state_dir`` unless absolute (keys, audit log)."""
         return path if path.is_absolute() else self.server.state_dir / path
 
     def fingerprint(self) -> str:
@@ -122,7 +129,7 @@ class Settings(FileSettings):
 
         return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:16]
 
-    @field_validator("cache", "energy", "routing", "intensity", "pools", "budgets", "jobs", mode="before")
+    @field_validator("cache", "energy", "routing", "intensity", "pools", "budgets", "jobs", "auth", mode="before")
     @classmethod
     def _none_is_empty(cls, v):
         return {} if v is None else v

@@ -135,7 +135,8 @@ async def test_admin_autoscaling_routes_validate_and_keep_the_running_config():
             stored.setdefault(pool, {}).update(overrides)
             return stored[pool]
 
-    (_, _, show), (_, put_pattern, change) = autoscaling_routes({"fr": SPEC}, _Sync())
+    show_route, put_route = autoscaling_routes({"fr": SPEC}, _Sync())
+    show, put_pattern, change = show_route.handler, put_route.pattern, put_route.handler
     status, _, body = await show()
     assert status == 200 and json.loads(body)["pools"]["fr"]["replicas"] == 1
     with pytest.raises(NotFound):

@@ -33,7 +33,7 @@ def row(i: int, *, time_s: float | None = None, model: str = "digits", variant: 
         energy_method="rapl" if measured else "cpu-time-model", energy_measured=measured,
         intensity_g_per_kwh=intensity, carbon_g=None if not known else operational + embodied,
         operational_g=operational, embodied_g=embodied, cache=cache, tenant=tenant, route_reason="lowest-carbon",
-        active_j=active_j, idle_j=idle_j, intensity_source=f"static/static/average-lca" if known else "none",
+        active_j=active_j, idle_j=idle_j, intensity_source="static/static/average-lca" if known else "none",
     )
 
 

@@ -1,0 +1,51 @@
+"""Typed settings of the tenants room: the ``auth`` section (modes, key store, quotas, budgets, audit)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, field_validator
+
+
+class BudgetActions(BaseModel):
+    """What happens as a tenant spends its carbon budget, as fractions of it, in this order:
+    alert at each of ``alert_at``; serve a cheaper variant from ``cheaper_at``; refuse deferrable
+    work from ``defer_at`` (it belongs in a batch job); reject everything from ``reject_at``."""
+
+    alert_at: list[float] = Field(default_factory=lambda: [0.5, 0.8, 1.0])
+    cheaper_at: float = Field(0.8, gt=0)
+    defer_at: float = Field(0.9, gt=0)
+    reject_at: float = Field(1.0, gt=0)
+    webhook_url: str | None = None  # a JSON POST when a tenant crosses an alert level
+
+    @field_validator("alert_at")
+    @classmethod
+    def _positive(cls, v: list[float]) -> list[float]:
+        if any(not (x > 0) for x in v):
+            raise ValueError("alert_at fractions must be > 0")
+        return sorted(v)
+
+
+class AuthSettings(BaseModel):
+    # off: no credential needed (the tenant is unknown); optional: a key, when sent, must be valid and
+    # names the tenant; required: every model call needs a valid key.
+    mode: Literal["off", "optional", "required"] = "off"
+    # Listening on a non-loopback address with mode off is refused unless this says so.
+    allow_open: bool = False
+    # Peers whose X-Tenant header is believed when no key names the tenant. Behind HAProxy every
+    # peer is the proxy: leave this empty unless a proxy of yours sets X-Tenant itself.
+    trusted_proxies: list[str] = Field(default_factory=list)
+    # Keys: a JSON file (relative to server.state_dir unless absolute) or, with redis_url, Redis.
+    keys_file: Path = Path("keys.json")
+    redis_url: str | None = None  # also shares rate and concurrency limits across ingress replicas
+    redis_prefix: str = "wattgate:tenants"
+    # Saturation: past this many requests in flight on a replica, tenants share it by key weight.
+    replica_capacity: int = Field(64, ge=1)
+    # /metrics tenant label: tenants with keys, up to this many; the rest fold into "other".
+    max_tenant_labels: int = Field(50, ge=1, le=1000)
+    audit_file: Path = Path("audit.jsonl")
+    budgets: BudgetActions = BudgetActions()
+
+    def in_state_dir(self, path: Path, state_dir: Path) -> Path:
+        return path if path.is_absolute() else state_dir / path

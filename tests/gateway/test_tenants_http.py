@@ -1,0 +1,130 @@
+"""Tenants through the HTTP layer over a real data plane (no Ray): auth modes, keys over the admin API,
+quotas, budgets, the ledger's tenant, the audit log and the OpenAPI document built from the routes."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+import logging
+
+import jsonschema
+import pytest
+
+from gateway.admin import AdminApi
+from gateway.admin_tenants import key_routes
+from gateway.http import HttpApi
+from gateway.openapi import SCHEMAS
+
+BODY = json.dumps({"inputs": [{"name": "pixels", "datatype": "FP32", "shape": [1, 64], "data": [0.0] * 64}]}).encode()
+
+
+def make_api(parts) -> HttpApi:
+    async def metrics_text() -> str:
+        return "# no metrics\n"
+
+    admin = AdminApi(parts.host.registry, parts.host, extra_routes=key_routes(parts.keys, parts.audit))
+    return HttpApi(parts.dataplane, admin, metrics_text, gate=parts.gate, audit=parts.audit)
+
+
+def call(api, method, path, body=b"", headers=None, client="127.0.0.1"):
+    status, out_headers, out = asyncio.run(api.handle(method, path, headers or {}, body, client))
+    return status, out_headers, json.loads(out) if out_headers.get("content-type") == "application/json" else out
+
+
+@pytest.fixture
+def parts(make_plane):
+    return make_plane(auth={"mode": "required"}, energy={"ledger_flush_interval_s": 0.05})
+
+
+def new_key(api, **limits) -> tuple[str, str]:
+    status, _, doc = call(api, "POST", "/v2/admin/keys", json.dumps(limits).encode(), {"x-actor": "ops-alice"})
+    assert status == 201, doc
+    return doc["key"], doc["key_id"]
+
+
+def test_required_mode_keys_quota_and_ledger(parts, caplog):
+    caplog.set_level(logging.DEBUG)
+    api = make_api(parts)
+    key_a, id_a = new_key(api, tenant="team-a", rps=1, burst=2, models=["digits"])
+    key_b, id_b = new_key(api, tenant="team-b", models=["other-model"])
+    auth = lambda k: {"authorization": f"Bearer {k}"}  # noqa: E731
+
+    assert call(api, "POST", "/v2/models/digits/infer", BODY)[0] == 401
+    assert call(api, "POST", "/v2/models/digits/infer", BODY, {"authorization": "Bearer nope"})[0] == 401
+    assert call(api, "POST", "/v2/models/digits/infer", BODY, {"authorization": "Bearer " + "é" * 4})[0] == 401
+    assert call(api, "POST", "/v2/models/digits/infer", BODY, {"authorization": ""})[0] == 401
+    status, _, doc = call(api, "POST", "/v2/models/digits/infer", BODY, auth(key_b))
+    assert status == 403 and id_b in doc["error"] and key_b not in doc["error"]
+
+    status, _, doc = call(api, "POST", "/v2/models/digits/infer", BODY, {**auth(key_a), "x-tenant": "team-b"})
+    assert status == 200 and doc["parameters"]["tenant"] == "team-a"  # a forged X-Tenant is ignored
+    assert call(api, "POST", "/v2/models/digits/infer", BODY, auth(key_a))[0] == 200
+    status, headers, doc = call(api, "POST", "/v2/models/digits/infer", BODY, auth(key_a))
+    assert status == 429 and int(headers["retry-after"]) >= 1 and "requests/s" in doc["error"]
+
+    assert call(api, "POST", f"/v2/admin/keys/{id_a}/revoke")[0] == 200
+    status, _, doc = call(api, "POST", "/v2/models/digits/infer", BODY, auth(key_a))
+    assert status == 401 and "revoked" in doc["error"]
+
+    ledger = parts.ledger_sink.ledger
+    rows = ledger.records(limit=None)
+    assert [r.tenant for r in rows] == ["team-a", "team-a"]  # refused requests leave no row
+    (by_tenant,) = ledger.totals(group_by=["tenant"])
+    assert by_tenant["tenant"] == "team-a" and by_tenant["requests"] == 2
+
+    entries = list(parts.audit.entries())
+    assert [e["action"] for e in entries] == ["POST /v2/admin/keys"] * 2 + ["POST /v2/admin/keys/{key_id}/revoke"]
+    assert entries[0]["actor"] == "ops-alice" and entries[0]["key_id"] == id_a and entries[0]["from"] == "127.0.0.1"
+    audit_text = parts.audit.path.read_text()
+    logs = caplog.text
+    for key in (key_a, key_b):
+        secret = key.split("_", 2)[2]
+        assert secret not in audit_text and secret not in logs
+        assert secret not in parts.keys.backend.path.read_text()
+
+
+def test_budget_reject_and_remaining_in_parameters(parts):
+    api = make_api(parts)
+    key, key_id = new_key(api, tenant="team-c", budget_g=1.0, budget_period="day")
+    status, _, doc = call(api, "POST", "/v2/models/digits/infer", BODY, {"authorization": f"Bearer {key}"})
+    p = doc["parameters"]
+    assert status == 200 and p["budget_action"] == "ok" and 0 < p["budget_remaining_g"] < 1.0
+    assert p["budget_used_ratio"] == pytest.approx(1.0 - p["budget_remaining_g"])
+    for bad in (b'{"budget_g": -1}', b'{"budget_g": NaN}', b'{"budget_g": "x"}', b"[1]"):
+        assert call(api, "PATCH", f"/v2/admin/keys/{key_id}", bad)[0] == 400
+    assert call(api, "PATCH", f"/v2/admin/keys/{key_id}", b'{"budget_g": 0}')[0] == 200
+    parts.keys.records(force=True)
+    status, headers, doc = call(api, "POST", "/v2/models/digits/infer", BODY, {"authorization": f"Bearer {key}"})
+    assert status == 429 and "carbon budget" in doc["error"] and int(headers["retry-after"]) >= 1
+    assert [e["outcome"] for e in parts.audit.entries() if e["action"].startswith("PATCH")] == [400] * 4 + [200]
+
+
+def test_off_mode_needs_no_key_and_trusts_no_header(make_plane):
+    parts = make_plane()
+    api = make_api(parts)
+    status, _, doc = call(api, "POST", "/v2/models/digits/infer", BODY, {"x-tenant": "team-a"})
+    assert status == 200 and "tenant" not in doc["parameters"]
+    trusted = make_plane(auth={"trusted_proxies": ["10.0.0.0/8"]})
+    api = make_api(trusted)
+    assert call(api, "POST", "/v2/models/digits/infer", BODY, {"x-tenant": "team-x"}, client="10.1.2.3")[2][
+        "parameters"]["tenant"] == "team-x"
+    assert "tenant" not in call(api, "POST", "/v2/models/digits/infer", BODY, {"x-tenant": "team-x"},
+                                client="192.168.1.1")[2]["parameters"]
+
+
+def test_openapi_is_built_from_the_route_table(parts):
+    api = make_api(parts)
+    status, _, doc = call(api, "GET", "/v2/openapi.json")
+    assert status == 200 and doc["openapi"] == "3.1.0"
+    for route in api.routes:
+        for path in route.paths():
+            assert route.method.lower() in doc["paths"][path], (route.method, path)
+    infer = doc["paths"]["/v2/models/{name}/versions/{version}/infer"]["post"]
+    assert infer["security"] == [{"apiKey": []}]
+    assert doc["paths"]["/v2/admin/keys"]["post"]["x-wattgate-access"] == "admin"
+    key, _ = new_key(api, tenant="team-d", budget_g=5.0)
+    _, _, answer = call(api, "POST", "/v2/models/digits/infer", BODY, {"authorization": f"Bearer {key}"})
+    schema = copy.deepcopy(SCHEMAS["InferResponse"])
+    schema["properties"]["parameters"] = SCHEMAS["ResponseParameters"]
+    jsonschema.validate(answer, schema)
