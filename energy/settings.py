@@ -38,6 +38,8 @@ class EnergySettings(BaseModel):
     vcpus_reserved: float = Field(default=1.0, gt=0, le=1024)
     memory_gb_reserved: float = Field(default=0.0, ge=0)
     gpu_device_index: int = Field(default=0, ge=0)
+    # An autoscaled pool replica books its idle (static) energy in the ledger this often, and when it stops.
+    idle_book_interval_s: float = Field(default=60.0, gt=0, le=86400)
     # NVML power source for interpolating between counter updates.
     # "instant" tracked the counter best on the H200 we measured (0.01–0.14% vs 0.19–0.61% over 10 s).
     nvml_power: Literal["average", "instant"] = "instant"

@@ -28,8 +28,7 @@ log = logging.getLogger("wattgate.pool")
 class PoolWorker:
     """A pool's replicas on their own node: the same host, batchers and meter as the ingress."""
 
-    def __init__(self, settings: Settings, pool_name: str, store_name: str | None = None, report_s: float = 1.0,
-                 book_every_s: float = 60.0) -> None:
+    def __init__(self, settings: Settings, pool_name: str, store_name: str | None = None, report_s: float = 1.0) -> None:
         self.pool_name = pool_name
         # Its own models and a meter for what this pool reserves; the ingress does the accounting.
         self.attributor, _ = build_attributor(settings, settings.pools[pool_name].num_cpus)
@@ -44,8 +43,8 @@ class PoolWorker:
                 self._ledger = EnergyLedger(settings.ledger_file(), background=False)
             except WattgateError as exc:
                 log.warning("pool %s: idle energy not booked in the ledger: %s", pool_name, exc)
-            self._reporter = threading.Thread(target=self._report_idle, args=(store_name, report_s, book_every_s),
-                                              daemon=True, name=f"idle-{pool_name}")
+            args = (store_name, report_s, settings.energy.idle_book_interval_s)
+            self._reporter = threading.Thread(target=self._report_idle, args=args, daemon=True, name=f"idle-{pool_name}")
             self._reporter.start()
 
     def _report_idle(self, store_name: str, every_s: float, book_every_s: float) -> None:

@@ -75,6 +75,7 @@ def main(repository: str) -> int:
             models={"repository": repository},
             server={"state_dir": str(tmp / "state"), "ingress_num_cpus": 0.25},
             cache={"enabled": False},
+            energy={"idle_book_interval_s": 5},
             routing={"topology_file": str(tmp / "topology.yaml"), "policy": "lowest-carbon"},
             intensity={"provider": "replay", "replay": {"files": files, "start": "2020-03-01T06:00:00Z", "speed": 0}},
             pools={name: {"kind": "ray", "num_cpus": 0.25, "label_selector": {"region": r, "hardware": h}}
