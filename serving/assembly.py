@@ -233,7 +233,8 @@ def _quality_guard(settings: Settings, host: ModelHost, metrics: MetricsRegistry
 
     guard = QualityGuard(settings.quality_guard, host.run, metrics, exclusions,
                          ledger_sink.ledger if ledger_sink is not None else None, carbon_g,
-                         (accountant.request_started, accountant.request_finished))
+                         (accountant.request_started, accountant.request_finished),
+                         lambda: accountant.carbon.intensity.get(local.pool.region).g_per_kwh)
     guard.check_models(host)  # a missing reference variant is a clear error at load, not a silent no-op
     return guard
 

@@ -66,6 +66,7 @@ class QualityGuard:
         ledger: EnergyLedger | None = None,
         carbon_g: Callable[[RequestEnergy], float | None] = lambda e: None,
         work: tuple[Callable[[], None], Callable[[], None]] = (lambda: None, lambda: None),
+        intensity_g_per_kwh: Callable[[], float | None] = lambda: None,
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -75,6 +76,7 @@ class QualityGuard:
         self.ledger = ledger
         self._carbon_g = carbon_g
         self._work_started, self._work_finished = work
+        self._intensity = intensity_g_per_kwh
         self._rng = rng or random.Random()
         self._clock = clock
         self.tracker = QualityTracker(settings.window_rows, settings.min_rows)
@@ -95,7 +97,8 @@ class QualityGuard:
             "wattgate_variant_excluded", "1 while the quality guard keeps a variant out of routing", labels, merge="max")
         self.samples = metrics.counter(
             "wattgate_quality_guard_samples_total", "Guard samples by outcome: compared, dropped (queue full), failed "
-            "(the reference failed), over_budget, labels_ignored (labels in a wrong shape)", (*labels, "outcome"))
+            "(the reference failed), over_budget, dirty_window (grid above max_intensity_g_per_kwh), "
+            "labels_ignored (labels in a wrong shape)", (*labels, "outcome"))
         self.energy = metrics.counter(
             "wattgate_quality_guard_energy_joules_total", "Energy of the guard's reference runs (the cost of the check)", labels)
         self.carbon = metrics.counter(
@@ -124,6 +127,11 @@ class QualityGuard:
         model, variant = sample.loaded.card.name, sample.variant
         if self._over_budget():
             self.samples.inc(model=model, variant=variant, outcome="over_budget")
+            return False
+        limit = self.settings.max_intensity_g_per_kwh
+        now_g = self._intensity() if limit is not None else None
+        if now_g is not None and now_g > limit:
+            self.samples.inc(model=model, variant=variant, outcome="dirty_window")
             return False
         loop = asyncio.get_running_loop()
         if self._queue is None or self._loop is not loop:  # first sample, or the replica's loop was replaced

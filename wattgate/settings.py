@@ -110,6 +110,9 @@ class QualityGuardSettings(BaseModel):
     # Rolling window of compared rows per variant, and the rows needed before a verdict.
     window_rows: int = Field(200, ge=1, le=100_000)
     min_rows: int = Field(20, ge=1, le=100_000)
+    # Only sample while the grid where the guard runs is at or below this intensity (a clean window);
+    # None: whatever the grid. An unknown intensity counts as clean.
+    max_intensity_g_per_kwh: float | None = Field(None, ge=0)
     # Samples waiting for the reference; a full queue drops (and counts) the new sample.
     queue_size: int = Field(16, ge=1, le=10_000)
     # Below the card's floor the guard always alerts (log line, metric); "exclude" also stops routing

@@ -154,6 +154,16 @@ def test_an_energy_budget_stops_sampling(make_plane, guarded_repository, pixels)
     assert plane.guard.samples.value(model="digits", variant="int8", outcome="over_budget") == 2
 
 
+def test_sampling_waits_for_a_clean_window(make_plane, guarded_repository, pixels):
+    dirty = _plane(make_plane, guarded_repository, max_intensity_g_per_kwh=1.0)  # the static grid is far above 1 g/kWh
+    asyncio.run(_serve(dirty, pixels, 2))
+    assert dirty.guard.samples.value(model="digits", variant="int8", outcome="dirty_window") == 2
+    assert dirty.guard.samples.value(model="digits", variant="int8", outcome="compared") == 0
+    clean = _plane(make_plane, guarded_repository, max_intensity_g_per_kwh=10_000.0)
+    asyncio.run(_serve(clean, pixels, 2))
+    assert clean.guard.samples.value(model="digits", variant="int8", outcome="compared") == 2
+
+
 def test_bad_guard_settings_fail_at_load(make_plane, guarded_repository):
     with pytest.raises(BadRequest, match="sample_rate"):
         _plane(make_plane, guarded_repository, sample_rate=1.5)
