@@ -123,7 +123,7 @@ class QualityGuard:
         return self._rng.random() < self.settings.sample_rate
 
     def offer(self, sample: GuardSample) -> bool:
-        """Queue ``sample`` for the worker; False when dropped (queue full or over the energy budget)."""
+        """Queue ``sample`` for the worker; False when skipped (over the energy budget, a dirty window) or dropped (queue full)."""
         model, variant = sample.loaded.card.name, sample.variant
         if self._over_budget():
             self.samples.inc(model=model, variant=variant, outcome="over_budget")
