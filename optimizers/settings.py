@@ -65,8 +65,9 @@ class MinilmSettings(BaseModel):
     # Sequence length the gateway tokenises to (card preprocess).
     served_max_length: int = Field(128, ge=8, le=512)
     # One student per entry, registered as ``student-l<N>``: the teacher layers it keeps, in order
-    # (all-MiniLM-L6-v2 has layers 0-5). 4 layers + INT8 is the one that can meet 3x at cosine 0.95.
-    students: tuple[tuple[int, ...], ...] = ((0, 1, 3, 5),)
+    # (all-MiniLM-L6-v2 has layers 0-5). 4 layers + INT8 is fast enough for 3x fp32, 5 layers + INT8
+    # is not; at 3 epochs on 4,800 sentences neither holds cosine 0.95 on every domain (README).
+    students: tuple[tuple[int, ...], ...] = ((0, 1, 3, 5), (0, 1, 2, 3, 5))
     epochs: int = Field(3, ge=1)
     batch_size: int = Field(32, ge=1)
     lr: float = Field(3e-4, gt=0)
