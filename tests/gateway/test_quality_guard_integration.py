@@ -26,7 +26,7 @@ def gateway(deploy, guarded_repository, tmp_path_factory):
         cache={"enabled": False},
         quality_guard={"enabled": True, "sample_rate": 1.0, "min_rows": 8, "action": "exclude"},
     )
-    return deploy(settings, name="wattgate-guard")
+    return deploy(settings)
 
 
 def _infer(url: str, i: int, labels: bool = False) -> httpx.Response:
