@@ -55,15 +55,19 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
         group_by = [g for g in args.group_by.split(",") if g]
         since_s, until_s = period_range(args.period) if getattr(args, "period", None) else (args.since_s, None)
         rows = ledger.totals(since_s=since_s, group_by=group_by, until_s=until_s)
-        accounts = ledger.accounts(since_s=args.since_s)
+        accounts = ledger.accounts(since_s=since_s, until_s=until_s)  # start-up, and idle per autoscaled pool
+        quality = quality_summary(ledger, args.since_s)
         if args.json:
-            json.dump({"requests": rows, "accounts": accounts}, out, indent=2)
+            json.dump({"requests": rows, "accounts": accounts, "quality": quality}, out, indent=2)
             out.write("\n")
         else:
             _print_table(rows, out)
             if accounts:
                 print("\nenergy charged to no request (J):", file=out)
                 _print_table(accounts, out)
+            if quality:
+                print("\nlive quality of cheaper variants (quality guard samples; guard = the check's own cost):", file=out)
+                _print_table(quality, out)
         return 0
 
 
@@ -81,6 +85,26 @@ def period_range(period: str) -> tuple[float, float]:
     except ValueError:
         raise BadRequest(f"--period must be YYYY-MM or YYYY-MM-DD, got {period!r}") from None
     return start.timestamp(), end.timestamp()
+
+
+def quality_summary(ledger: EnergyLedger, since_s: float | None = None) -> list[dict]:
+    """Per guarded variant: its live quality over the period next to the carbon it saved.
+
+    Saved carbon is an estimate: the variant's ledger carbon times (reference J / variant J - 1),
+    the energy ratio measured on the very requests the guard ran on both.
+    """
+    served = {(r["model"], r["version"], r["variant"]): r for r in ledger.totals(since_s, ("model", "version", "variant"))}
+    out = []
+    for q in ledger.quality(since_s):
+        row = served.get((q["model"], q["version"], q["variant"]), {})
+        ratio = q["guard_energy_j"] / q["served_energy_j"] if q["served_energy_j"] else None
+        saved = row.get("carbon_g", 0.0) * (ratio - 1) if ratio is not None else None
+        out.append({"model": q["model"], "version": q["version"], "variant": q["variant"], "reference": q["reference"],
+                    "metric": q["metric"], "quality": q["value_mean"], "worst_sample": q["value_min"], "samples": q["samples"],
+                    "accuracy": q["accuracy"], "reference_accuracy": q["reference_accuracy"],
+                    "requests": row.get("requests", 0), "carbon_g": row.get("carbon_g", 0.0), "carbon_saved_g_est": saved,
+                    "guard_energy_j": q["guard_energy_j"], "guard_carbon_g": q["guard_carbon_g"]})
+    return out
 
 
 def _print_table(rows: list[dict], out: TextIO) -> None:

@@ -19,7 +19,7 @@ from typing import Iterator, Sequence
 
 from energy.ledger_export import export_records
 # LedgerRecord is re-exported: the gateway and reports import it with EnergyLedger from here.
-from energy.ledger_record import FIELDS, JOB_FIELDS, JobRecord, LedgerRecord
+from energy.ledger_record import FIELDS, JOB_FIELDS, QUALITY_FIELDS, JobRecord, LedgerRecord, QualityRecord
 from wattgate.errors import BadRequest, DependencyError
 
 log = logging.getLogger(__name__)
@@ -67,6 +67,16 @@ _CREATE_JOBS = (
     "scheduled_for TEXT NOT NULL, deadline TEXT NOT NULL, region TEXT, expected_intensity_g_per_kwh REAL, "
     "requests INTEGER NOT NULL, energy_j REAL NOT NULL, carbon_g REAL, counterfactual_carbon_g REAL)"
 )
+# Live quality-guard samples (serving/quality_guard.py): quality next to the carbon it cost and saved.
+_QUALITY_TYPES = {"time_s": "REAL NOT NULL", "value": "REAL NOT NULL", "rows": "INTEGER NOT NULL", "energy_j": "REAL NOT NULL",
+                  "carbon_g": "REAL", "served_energy_j": "REAL", "accuracy": "REAL", "reference_accuracy": "REAL"}
+_CREATE_QUALITY = (
+    "CREATE TABLE IF NOT EXISTS quality (id INTEGER PRIMARY KEY AUTOINCREMENT, "
+    + ", ".join(f"{name} {_QUALITY_TYPES.get(name, 'TEXT NOT NULL')}" for name in QUALITY_FIELDS)
+    + ")"
+)
+_INSERT_QUALITY = f"INSERT INTO quality ({', '.join(QUALITY_FIELDS)}) VALUES ({', '.join('?' for _ in QUALITY_FIELDS)})"
+_quality_row = attrgetter(*QUALITY_FIELDS)
 _INSERT = f"INSERT INTO ledger ({', '.join(FIELDS)}) VALUES ({', '.join('?' for _ in FIELDS)})"
 _SELECT = f"SELECT {', '.join(FIELDS)} FROM ledger"
 
@@ -106,6 +116,7 @@ class EnergyLedger:
             if "pool" not in [r[1] for r in self._conn.execute("PRAGMA table_info(accounts)")]:
                 self._conn.execute("ALTER TABLE accounts ADD COLUMN pool TEXT")  # ledgers before per-pool idle
             self._conn.execute(_CREATE_JOBS)
+            self._conn.execute(_CREATE_QUALITY)
             self._conn.execute("CREATE INDEX IF NOT EXISTS ledger_time ON ledger (time_s)")
             self._conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         except (OSError, sqlite3.Error) as exc:
@@ -113,6 +124,7 @@ class EnergyLedger:
         self._db_lock = threading.Lock()
         self._cond = threading.Condition()
         self._pending: deque[LedgerRecord] = deque()
+        self._pending_quality: deque[QualityRecord] = deque()
         self._closed = False
         self.dropped = 0
         self.written = 0
@@ -188,6 +200,15 @@ class EnergyLedger:
                 self._cond.notify()
         return True
 
+    def append_quality(self, record: QualityRecord) -> bool:
+        """Queue a quality-guard sample (written with the next batch); False if dropped."""
+        with self._cond:
+            if self._closed or len(self._pending_quality) >= self.max_pending:
+                self.dropped += 1
+                return False
+            self._pending_quality.append(record)
+        return True
+
     def pending(self) -> int:
         with self._cond:
             return len(self._pending)
@@ -211,17 +232,21 @@ class EnergyLedger:
             with self._cond:
                 batch = list(self._pending)
                 self._pending.clear()
-            if not batch:
+                quality = list(self._pending_quality)
+                self._pending_quality.clear()
+            if not batch and not quality:
                 return 0
             try:
                 self._conn.execute("BEGIN")
                 self._conn.executemany(_INSERT, [_row(r) for r in batch])
+                self._conn.executemany(_INSERT_QUALITY, [_quality_row(r) for r in quality])
                 self._conn.execute("COMMIT")
             except sqlite3.Error as exc:
                 if self._conn.in_transaction:
                     self._conn.execute("ROLLBACK")
                 with self._cond:
                     self._pending.extendleft(reversed(batch))
+                    self._pending_quality.extendleft(reversed(quality))
                 raise DependencyError(f"energy ledger write failed: {exc}") from exc
             self.written += len(batch)
             return len(batch)
@@ -316,6 +341,19 @@ class EnergyLedger:
         rows = self._query("SELECT COALESCE(SUM(carbon_g), 0) FROM ledger WHERE time_s >= ? AND tenant = ?",
                            (float(since_s), tenant))
         return float(rows[0][0])
+
+    def quality(self, since_s: float | None = None) -> list[dict]:
+        """Per model, version, variant and reference: guard samples, their mean quality (by rows), the
+        guard's own energy and carbon, and the energy the variant spent on the sampled requests."""
+        where, params = _since(since_s)
+        rows = self._query(
+            "SELECT model, version, variant, reference, metric, COUNT(*), SUM(rows), SUM(value * rows) / SUM(rows), "
+            "MIN(value), COALESCE(SUM(energy_j), 0), COALESCE(SUM(carbon_g), 0), SUM(served_energy_j), "
+            f"AVG(accuracy), AVG(reference_accuracy) FROM quality{where} "
+            "GROUP BY model, version, variant, reference, metric ORDER BY model, version, variant", params)
+        keys = ("model", "version", "variant", "reference", "metric", "samples", "rows", "value_mean", "value_min",
+                "guard_energy_j", "guard_carbon_g", "served_energy_j", "accuracy", "reference_accuracy")
+        return [dict(zip(keys, r)) for r in rows]
 
     def export(self, path: str | Path, fmt: str = "csv", since_s: float | None = None) -> int:
         """Write records to CSV or Parquet; returns the number of rows written."""

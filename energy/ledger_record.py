@@ -66,3 +66,31 @@ class JobRecord:
 
 
 JOB_FIELDS = tuple(f.name for f in fields(JobRecord))
+
+
+@dataclass(frozen=True)
+class QualityRecord:
+    """One live quality-guard sample: a request's answer from ``variant`` compared with ``reference``'s.
+
+    ``energy_j`` and ``carbon_g`` are the guard's own cost (the reference run); ``served_energy_j`` is
+    what the served variant spent on the same request, so the two give the saving the variant bought.
+    """
+
+    time_s: float
+    request_id: str
+    model: str
+    version: str
+    variant: str
+    reference: str
+    metric: str  # "cosine_mean" | "top1_agreement"
+    value: float  # mean over the request's rows
+    rows: int
+    energy_j: float
+    carbon_g: float | None
+    served_energy_j: float | None
+    energy_method: str
+    accuracy: float | None = None  # against the client's labels, when it sent them
+    reference_accuracy: float | None = None
+
+
+QUALITY_FIELDS = tuple(f.name for f in fields(QualityRecord))

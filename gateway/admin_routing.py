@@ -94,3 +94,35 @@ def autoscaling_routes(specs, sync) -> list:
         Route("GET", "/v2/admin/autoscaling", show, "admin", "Autoscaled pools and decisions"),
         Route("PUT", "/v2/admin/autoscaling/{pool}", change, "admin", "Change a pool's live bounds", request="Object"),
     ]
+
+
+def quality_routes(guard, exclusions) -> list:
+    """GET /v2/admin/quality (live quality per variant, exclusions and their audit history) and
+    PUT /v2/admin/quality/{model}/{variant} with {"enabled": true, "reason": ...} to route to it again."""
+
+    async def show(**_):
+        if guard is None:
+            raise NotFound("the quality guard is off (quality_guard.enabled)")
+        live = [{"model": m, "variant": v, "metric": k, "value": value, "rows": n}
+                for (m, v, k), (value, n) in sorted(guard.tracker.current().items())]
+        return _json(200, {"live": live, **(exclusions.show() if exclusions is not None else {})})
+
+    async def change(model: str, variant: str, headers=None, body=b"", **_):
+        if guard is None:
+            raise NotFound("the quality guard is off (quality_guard.enabled)")
+        doc = _body(body)
+        if doc.get("enabled") is not True:
+            raise BadRequest('send {"enabled": true, "reason": "..."}: only an operator re-enables; the guard excludes')
+        reason = doc.get("reason") or ""
+        if not isinstance(reason, str):
+            raise BadRequest("reason must be a string")
+        actor = ((headers or {}).get("x-actor") or "admin-api")[:128]
+        if not guard.enable(model, variant, actor, reason[:500]):
+            raise NotFound(f"{model[:64]}/{variant[:32]} is not excluded")
+        return _json(200, exclusions.show())
+
+    return [
+        Route("GET", "/v2/admin/quality", show, "admin", "Live quality per guarded variant, and exclusions"),
+        Route("PUT", "/v2/admin/quality/{model}/{variant}", change, "admin", "Re-enable a variant the guard excluded",
+              request="Object"),
+    ]

@@ -10,7 +10,7 @@ from typing import Any
 
 from energy.metrics import recompute_joules_per_1k
 from gateway.admin import AdminApi
-from gateway.admin_routing import autoscaling_routes, routing_routes
+from gateway.admin_routing import autoscaling_routes, quality_routes, routing_routes
 from gateway.admin_tenants import key_routes
 from gateway.autoscaling import PoolBoard, control_store_name, pool_families, scaled_pools
 from gateway.dashboard import Dashboard
@@ -69,7 +69,7 @@ def build_gateway(settings: Settings, pool_handles: dict[str, Any] | None = None
         host.registry, host,
         broadcast=sync.publish_model if sync else None,
         extra_routes=routing_routes(control, data.provider, data.intensity.refresh, sync.publish_routing if sync else None)
-        + autoscaling_routes(specs, sync) + key_routes(data.keys, data.audit),
+        + autoscaling_routes(specs, sync) + key_routes(data.keys, data.audit) + quality_routes(data.guard, data.exclusions),
     )
 
     async def gateway_snapshot() -> dict:

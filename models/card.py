@@ -51,9 +51,20 @@ class VariantCard(BaseModel):
     # Hardware classes ("x86", "arm", "gpu", "tpu") this variant is meant to run on.
     hardware: list[str] = Field(default_factory=lambda: ["x86", "arm"])
     quality: dict[str, float] = Field(default_factory=dict)
+    # Per corpus domain (e.g. "man-overviews"), the same metrics on that domain's held-out sentences.
+    domain_quality: dict[str, dict[str, float]] = Field(default_factory=dict)
     # Filled by optimizers/: per hardware class, per batch size: latency_ms, cpu_s, energy_j, method.
     energy_profile: dict[str, Any] = Field(default_factory=dict)
     training: list[dict[str, Any]] = Field(default_factory=list)
+
+
+def worst_domain(quality: dict[str, float], domain_quality: dict[str, dict[str, float]], metric: str) -> tuple[float, str | None]:
+    """The lowest ``metric`` over every domain (None: the overall figure, when no domain is lower or none is known)."""
+    worst = (quality.get(metric, float("-inf")), None)
+    for domain, values in sorted(domain_quality.items()):
+        if metric in values and values[metric] < worst[0]:
+            worst = (values[metric], domain)
+    return worst
 
 
 class Preprocess(BaseModel):
@@ -81,6 +92,8 @@ class ModelCard(BaseModel):
     fallback_variants: list[str] = Field(default_factory=list)
     # A promotion to production needs each of these metrics at or above its floor.
     quality_floor: dict[str, float] = Field(default_factory=dict)
+    # Corpus domains no variant was trained on (reported; the floor holds on every domain alike).
+    heldout_domains: list[str] = Field(default_factory=list)
     history: list[dict[str, Any]] = Field(default_factory=list)
 
     @field_validator("name")

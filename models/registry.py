@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable
 
-from models.card import ModelCard, Preprocess, TensorSpec, VariantCard, check_name, check_variant
+from models.card import ModelCard, Preprocess, TensorSpec, VariantCard, check_name, check_variant, worst_domain
 from models.onnx_io import inspect_onnx, sha256_file
 from wattgate.errors import BadRequest, Conflict, ModelNotFound, Unprocessable
 
@@ -121,6 +121,8 @@ class ModelRegistry:
         precision: dict[str, str] | None = None,
         hardware: dict[str, list[str]] | None = None,
         quality: dict[str, dict[str, float]] | None = None,
+        domain_quality: dict[str, dict[str, dict[str, float]]] | None = None,
+        heldout_domains: list[str] | None = None,
         preprocess: dict[str, Any] | None = None,
         support_files: Iterable[str | Path] = (),
         served_inputs: list[dict] | None = None,
@@ -151,6 +153,7 @@ class ModelRegistry:
                 outputs=outputs,
                 hardware=(hardware or {}).get(variant, ["x86", "arm"]),
                 quality=(quality or {}).get(variant, {}),
+                domain_quality=(domain_quality or {}).get(variant, {}),
             )
         default = default_variant or next(iter(variants))
         if default not in cards:
@@ -167,6 +170,7 @@ class ModelRegistry:
             inputs=served_in,
             outputs=cards[default].outputs,
             quality_floor=quality_floor or {},
+            heldout_domains=list(heldout_domains or []),
             fallback_variants=[v for v in (fallback_variants or []) if v in cards],
             history=[_event("registered", "staging")],
         )
@@ -193,7 +197,7 @@ class ModelRegistry:
         return card
 
     def promote(self, name: str, version: str) -> ModelCard:
-        """staging -> production, only if every variant has an energy profile and meets the quality floor."""
+        """staging -> production, only if every variant has an energy profile and meets the quality floor on every domain."""
         card = self.show(name, version)
         if card.stage == "production":
             return card
@@ -219,11 +223,17 @@ def promotion_problems(card: ModelCard) -> list[str]:
         if not v.energy_profile:
             problems.append(f"variant {vname!r} has no energy profile (run `wattgate optimize` or profile it)")
         for metric, floor in card.quality_floor.items():
-            got = v.quality.get(metric)
-            if got is None:
+            if metric not in v.quality:
                 problems.append(f"variant {vname!r} lacks quality metric {metric!r} (floor {floor})")
-            elif got < floor:
+                continue
+            # The worst domain decides, not the average: a variant may pass overall and fail on text unlike its training text.
+            got, domain = worst_domain(v.quality, v.domain_quality, metric)
+            if got < floor and domain is None:
                 problems.append(f"variant {vname!r} {metric}={got:.4g} is below the floor {floor}")
+            elif got < floor:
+                held = " (held out)" if domain in card.heldout_domains else ""
+                problems.append(f"variant {vname!r} {metric}={got:.4g} on domain {domain!r}{held} is below the floor {floor} "
+                                f"(overall {v.quality[metric]:.4g})")
     return problems
 
 

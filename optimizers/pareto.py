@@ -73,6 +73,7 @@ def write_report(
     extra_rows: Sequence[dict] = (),
     extra_title: str = "Search candidates",
     notes: Sequence[str] = (),
+    sections: Sequence[tuple[str, Sequence[dict]]] = (),
 ) -> tuple[Path, Path]:
     """``pareto.md`` and ``pareto.png`` for every profiled variant of ``card`` that has ``metric``."""
     from optimizers.profile import energy_per_inference
@@ -105,10 +106,10 @@ def write_report(
     lines += ["", "## Recommended variant per energy budget", "", "| budget (J/inference) | variant | " + metric + " |", "|---|---|---|"]
     for budget, p in budget_table(points):
         lines.append(f"| <= {budget:.3g} | {p.name} | {p.quality:.4f} |")
-    if extra_rows:
-        keys = list(dict.fromkeys(k for r in extra_rows for k in r))
-        lines += ["", f"## {extra_title}", "", "| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
-        lines += ["| " + " | ".join(_fmt(r.get(k, "-")) for k in keys) + " |" for r in extra_rows]
+    for title, table in ([(extra_title, extra_rows)] if extra_rows else []) + list(sections):
+        keys = list(dict.fromkeys(k for r in table for k in r))
+        lines += ["", f"## {title}", "", "| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+        lines += ["| " + " | ".join(_fmt(r.get(k, "-")) for k in keys) + " |" for r in table]
     if notes:
         lines += ["", "## Notes", ""] + [f"- {n}" for n in notes]
     lines += ["", f"![pareto]({png.name})", ""]

@@ -23,6 +23,7 @@ from energy.coefficients import HardwareProfile
 from models.card import ModelCard
 from models.work import WorkResult
 from routing.control import RoutingControl
+from routing.exclusions import VariantExclusions
 from routing.intensity.snapshot import IntensitySnapshot
 from routing.policies import RouteRequest
 from routing.pools import PoolExecutor, PoolInfo, PoolJob
@@ -85,15 +86,17 @@ class Router(Protocol):
 class SinglePoolRouter:
     """No topology: every request runs on this process's own pool."""
 
-    def __init__(self, pool: PoolInfo, executor: PoolExecutor) -> None:
+    def __init__(self, pool: PoolInfo, executor: PoolExecutor, exclusions: VariantExclusions | None = None) -> None:
         self.pool = pool
         self._executor = executor
+        self.exclusions = exclusions
 
     def route(self, card, requested_variant, local_variants, context) -> Route:
         variant, _ = card.variant(requested_variant)
+        variant, reason = _unexcluded(self.exclusions, card.name, variant)
         if variant not in local_variants:
             raise Unavailable(f"variant {variant!r} of {card.name!r} is not loaded on this gateway")
-        return Route(self.pool, variant)
+        return Route(self.pool, variant, reason)
 
     async def execute(self, route: Route, job: PoolJob) -> Execution:
         return Execution(await self._executor.run(job), route)
@@ -134,6 +137,7 @@ class GreenRouter:
         max_in_flight: Mapping[str, int] | None = None,
         deferrable_share: float = 0.25,
         clock: Callable[[], float] = time.monotonic,
+        exclusions: VariantExclusions | None = None,
     ) -> None:
         missing = [p.name for p in topology.pools if p.name not in executors]
         if missing:
@@ -145,6 +149,7 @@ class GreenRouter:
         self.slo_ms = slo_ms
         self.default_client_region = default_client_region
         self.clock = clock
+        self.exclusions = exclusions
         self.core = RouterCore(
             topology, control, intensity, slo_ms, budgets, cadence_s=decision_ttl_s,
             ingress_replicas=ingress_replicas, max_in_flight=max_in_flight, deferrable_share=deferrable_share,
@@ -161,7 +166,11 @@ class GreenRouter:
               context: ClientContext) -> Route:
         variant, _ = card.variant(requested_variant)
         # An explicitly requested variant is honoured; otherwise the card's fallbacks are allowed.
+        # Variants the quality guard excluded are candidates for no one: their stand-in serves instead.
         allowed = (variant,) if requested_variant else (variant, *card.fallback_variants)
+        variant, note = _unexcluded(self.exclusions, card.name, variant)
+        if self.exclusions is not None:
+            allowed = tuple(v for v in allowed if not self.exclusions.is_excluded(card.name, v)) or (variant,)
         request = RouteRequest(
             model=card.name,
             variant=variant,
@@ -171,7 +180,7 @@ class GreenRouter:
             allowed_variants=tuple(v for v in allowed if v in local_variants or v == variant),
         )
         entry = self.core.pick(request, self.clock(), deferrable=context.deferrable)
-        return self._route(entry, request, deferrable=context.deferrable)
+        return self._route(entry, request, f" ({note})" if note else "", deferrable=context.deferrable)
 
     def _route(self, entry: SplitEntry, request: RouteRequest, note: str = "", deferrable: bool = False) -> Route:
         return Route(self.pools[entry.pool], entry.variant, entry.reason + note, request, deferrable)
@@ -221,3 +230,13 @@ class GreenRouter:
         use = {("model", m): s.fraction for m, s in self.budgets.states().items()}
         use.update({("tenant", t): s.fraction for t, s in self.budgets.tenant_states().items()})
         return use
+
+
+def _unexcluded(exclusions: VariantExclusions | None, model: str, variant: str) -> tuple[str, str | None]:
+    """``variant``, or its stand-in while the quality guard has it excluded, and a route reason saying so."""
+    if exclusions is None:
+        return variant, None
+    served, entry = exclusions.substitute(model, variant)
+    if entry is None:
+        return variant, None
+    return served, f"{variant} excluded by the quality guard, served by {served}"

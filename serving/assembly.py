@@ -21,6 +21,7 @@ from energy.metrics import EnergyMetrics
 from models.registry import ModelRegistry
 from models.runtime import Runtime
 from routing.control import RoutingControl
+from routing.exclusions import VariantExclusions
 from routing.intensity.factory import make_provider
 from routing.intensity.base import CarbonIntensityProvider
 from routing.intensity.snapshot import IntensitySnapshot
@@ -42,6 +43,7 @@ from serving.dataplane import DataPlane
 from serving.host import ModelHost
 from serving.ops_metrics import StateGauges, TrafficSink
 from serving.tenant_sink import TenantSink
+from serving.quality_guard import QualityGuard
 from serving.text_batcher import LengthGroupedBatcher
 from tenants.audit import AuditLog
 from tenants.budgets import TenantBudgets
@@ -77,6 +79,8 @@ class DataPlaneParts:
     gate: TenantGate | None = None
     audit: AuditLog | None = None
     tenant_sink: TenantSink | None = None
+    guard: QualityGuard | None = None
+    exclusions: VariantExclusions | None = None
 
     def start_background(self) -> None:
         self.intensity.start()
@@ -93,12 +97,14 @@ class DataPlaneParts:
     def snapshot(self) -> dict:
         """This process's metrics, the attributor's books refreshed."""
         self.metrics_sink.refresh()
-        for part in (self.state_gauges, self.anomaly_sink, self.tenant_sink):
+        for part in (self.state_gauges, self.anomaly_sink, self.tenant_sink, self.guard):
             if part is not None:
                 part.refresh()
         return self.metrics.snapshot()
 
     def close(self) -> None:
+        if self.guard is not None:
+            self.guard.close()
         self.host.close()
         self.metrics_sink.close()
         if self.anomaly_sink is not None:
@@ -133,6 +139,7 @@ def _profiles(settings: Settings) -> dict[str, HardwareProfile]:
 
 def build_router(
     settings: Settings, provider: CarbonIntensityProvider, local: PoolExecutor, remote: Mapping[str, PoolExecutor],
+    exclusions: VariantExclusions | None = None,
 ) -> tuple[Router, IntensitySnapshot, RoutingControl | None, dict[str, Placement]]:
     """A GreenRouter over the topology file, or one local pool when there is none; and where each
     pool's energy is really spent (a logical pool run in this process emulates its class)."""
@@ -148,7 +155,7 @@ def build_router(
     if not path.is_file():
         log.info("routing: no topology at %s; one local pool in %s", path, s.region)
         pool = PoolInfo("local", s.region, s.hardware, settings.energy.pue, local_profile)
-        return (SinglePoolRouter(pool, local), IntensitySnapshot(provider, [pool.region]), None,
+        return (SinglePoolRouter(pool, local, exclusions), IntensitySnapshot(provider, [pool.region]), None,
                 {pool.name: on_this_machine(pool)})
     topology = load_topology(path)
     executors: dict[str, PoolExecutor] = {}
@@ -172,6 +179,7 @@ def build_router(
         BudgetTracker(settings.budgets.models_g, settings.budgets.period_s),
         ingress_replicas=s.ingress_replicas,  # each replica sees ~1/N of the traffic and bounds its share
         deferrable_share=settings.jobs.max_pool_share,  # jobs: spare capacity, at most this share of a pool
+        exclusions=exclusions,
     )
     log.info("routing: %s over pools %s", rs.policy, [p.name for p in topology.pools])
     placements = {
@@ -193,7 +201,9 @@ def build_data_plane(
     log.info("prediction cache: %s", describe(settings.cache))
     host = build_host(settings, attributor, make_batcher)
     provider = make_provider(settings.intensity, metrics=metrics)
-    router, intensity, control, placements = build_router(settings, provider, host, remote_pools or {})
+    qs = settings.quality_guard
+    exclusions = VariantExclusions() if qs.enabled else None
+    router, intensity, control, placements = build_router(settings, provider, host, remote_pools or {}, exclusions)
     metrics_sink = MetricsSink(EnergyMetrics(metrics, window_s=settings.energy.metrics_window_s), attributor)
     es = settings.energy
     ledger_sink = LedgerSink(EnergyLedger(
@@ -219,11 +229,12 @@ def build_data_plane(
     host.load_startup()  # start-up energy until mark_ready(): never a request's
     if avoided is not None:
         _profiled_active_energy(host, avoided, attributor)
-    dataplane = DataPlane(settings, host, router, accountant, cache=cache, metrics=metrics, budgets=budgets)
+    guard = _quality_guard(settings, host, metrics, exclusions, ledger_sink, accountant, placements) if qs.enabled else None
+    dataplane = DataPlane(settings, host, router, accountant, cache=cache, metrics=metrics, budgets=budgets, guard=guard)
     state_gauges = StateGauges(metrics, intensity, router.pool_health, router.budget_use)
     return DataPlaneParts(settings, host, dataplane, attributor, metrics, metrics_sink, ledger_sink, cache, provider,
                           intensity, router, control, state_gauges, anomaly_sink, keys, build_gate(auth, keys),
-                          AuditLog(settings.state_path(auth.audit_file)), tenant_sink)
+                          AuditLog(settings.state_path(auth.audit_file)), tenant_sink, guard, exclusions)
 
 
 def budget_alert(webhook_url: str | None, metrics: MetricsRegistry) -> Callable[[dict], None]:
@@ -250,6 +261,26 @@ def budget_alert(webhook_url: str | None, metrics: MetricsRegistry) -> Callable[
             threading.Thread(target=post, args=(doc,), daemon=True, name="budget-webhook").start()
 
     return alert
+
+
+
+def _quality_guard(settings: Settings, host: ModelHost, metrics: MetricsRegistry, exclusions: VariantExclusions | None,
+                   ledger_sink: LedgerSink | None, accountant: RequestAccountant,
+                   placements: Mapping[str, Placement]) -> QualityGuard:
+    """The guard runs references on this replica's own pool and prices their carbon there."""
+    local = next((p for p in placements.values() if p.emulates is None and p.pool.hardware == settings.server.hardware),
+                 next(iter(placements.values())))
+
+    def carbon_g(energy) -> float | None:
+        carbon, _, _ = accountant.carbon.carbon(energy, local)
+        return carbon.carbon_g if carbon is not None else None
+
+    guard = QualityGuard(settings.quality_guard, host.run, metrics, exclusions,
+                         ledger_sink.ledger if ledger_sink is not None else None, carbon_g,
+                         (accountant.request_started, accountant.request_finished),
+                         lambda: accountant.carbon.intensity.get(local.pool.region).g_per_kwh)
+    guard.check_models(host)  # a missing reference variant is a clear error at load, not a silent no-op
+    return guard
 
 
 def _profiled_active_energy(host: ModelHost, avoided: AvoidedEnergy, attributor: EnergyAttributor) -> None:

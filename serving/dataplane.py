@@ -20,10 +20,10 @@ import numpy as np
 
 from cache.keys import cache_key
 from cache.service import CacheOutcome
-from models.work import TextWorkItem, WorkItem
 from routing.live import ClientContext, Execution, Router
 from routing.pools import PoolJob
 from serving.accounting import RequestAccountant, ServedRequest
+from serving.quality_guard import GuardSample, QualityGuard
 from serving.host import LoadedVersion, ModelHost
 from serving.protocol import (
     MAX_ID_CHARS,
@@ -72,9 +72,10 @@ class Cache(Protocol):
 class DataPlane:
     def __init__(self, settings: Settings, host: ModelHost, router: Router, accountant: RequestAccountant,
                  cache: Cache | None = None, metrics: MetricsRegistry | None = None,
-                 budgets: TenantBudgets | None = None) -> None:
+                 budgets: TenantBudgets | None = None, guard: QualityGuard | None = None) -> None:
         self.settings = settings
         self.budgets = budgets
+        self.guard = guard
         self.host = host
         self.router = router
         self.accountant = accountant
@@ -207,7 +208,7 @@ class DataPlane:
 
         async def compute() -> tuple[list[Tensor], Execution]:
             # Built here, not before the cache: a hit never tokenises text.
-            item = self._work_item(loaded, route.variant, request.inputs)
+            item = loaded.work_item(route.variant, request.inputs)
             job = PoolJob(card.name, card.version, route.variant, item, loaded.output_names)
             execution = await self.router.execute(route, job)
             outputs = [Tensor.from_numpy(n, np.asarray(execution.result.outputs[n])) for n in output_names]
@@ -226,7 +227,19 @@ class DataPlane:
             card=card, route=route, execution=execution, cache_status=cache_status,
             latency_ms=(time.perf_counter() - started) * 1000, request_id=request_id, rows=request.rows, tenant=tenant,
         )
-        params = self.accountant.account(served).parameters()
+        accounted = self.accountant.account(served)
+        params = accounted.parameters()
+        variant = accounted.record.variant
+        if self.guard is not None and self.guard.wants(loaded, variant):
+            # After the answer exists and off its path: the guard only queues the sample here.
+            answer = execution.result.outputs if execution is not None else {t.name: t.data for t in outputs}
+            self.guard.offer(GuardSample(loaded, variant, request.inputs, answer,
+                                         request.parameters.get("labels"), request_id,
+                                         accounted.energy.energy_j if execution is not None else None))
+        if self.guard is not None:
+            live = self.guard.live_value(loaded, variant)
+            if live is not None:
+                params["variant_quality"] = round(live, 5)
         if tenant is not None:
             params["tenant"] = tenant
             after = self.budgets.status(tenant, principal.limits) if self.budgets is not None else None
@@ -246,15 +259,6 @@ class DataPlane:
                                   retry_s)
         cheaper = [v for v in card.fallback_variants if v in loaded.variants]
         return cheaper[0] if cheaper else wanted_variant
-
-    @staticmethod
-    def _work_item(loaded: LoadedVersion, variant: str, inputs: list[Tensor]) -> WorkItem | TextWorkItem:
-        pre = loaded.preprocessors.get(variant)
-        if pre is not None:
-            return TextWorkItem(pre.rows(inputs))
-        arrays = {t.name: t.data for t in inputs}
-        rows = inputs[0].shape[0] if inputs[0].shape else 1
-        return WorkItem(arrays, rows, float(rows))
 
 
 def _encode_rest(answer: InferAnswer) -> tuple[bytes, dict[str, str]]:

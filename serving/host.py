@@ -15,11 +15,12 @@ from models.card import ModelCard
 from models.registry import ModelRegistry
 from models.runtime import RuntimeOptions, make_runtime
 from models.text import TextPreprocessor
-from models.work import WorkResult
+from models.work import TextWorkItem, WorkItem, WorkResult
 from routing.pools import PoolJob
 from serving.batching import Batcher
 from wattgate.errors import ModelNotFound, Unavailable, WattgateError
 from wattgate.settings import ModelServing, ModelsSettings
+from wattgate.tensors import Tensor
 
 log = logging.getLogger("wattgate.host")
 
@@ -67,6 +68,15 @@ class LoadedVersion:
     def __post_init__(self) -> None:
         self.variants = frozenset(self.batchers)
         self.output_names = tuple(o.name for o in self.card.outputs)
+
+    def work_item(self, variant: str, inputs: list[Tensor]) -> WorkItem | TextWorkItem:
+        """What ``variant``'s runtime is handed for a request's inputs (text is tokenised here)."""
+        pre = self.preprocessors.get(variant)
+        if pre is not None:
+            return TextWorkItem(pre.rows(inputs))
+        arrays = {t.name: t.data for t in inputs}
+        rows = inputs[0].shape[0] if inputs[0].shape else 1
+        return WorkItem(arrays, rows, float(rows))
 
 
 @dataclass

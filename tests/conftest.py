@@ -26,6 +26,31 @@ def digits_repository(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def guarded_repository(digits_repository, tmp_path_factory) -> Path:
+    """digits with a broken cheaper variant: ``int8`` (the default) has random weights; ``copy`` is
+    the reference's own file. The live quality guard must catch the first and pass the second."""
+    import numpy as np
+
+    from models.digits import mlp_to_onnx
+    from models.registry import ModelRegistry
+
+    repo = tmp_path_factory.mktemp("guarded_repository")
+    fp32 = digits_repository / "digits" / "1" / "fp32.onnx"
+    rng = np.random.default_rng(7)
+    sizes = (64, 128, 64, 10)
+    broken = repo.parent / f"{repo.name}-int8.onnx"
+    mlp_to_onnx([rng.normal(0, 0.3, (a, b)) for a, b in zip(sizes[:-1], sizes[1:])],
+                [rng.normal(0, 0.1, b) for b in sizes[1:]], broken)
+    ModelRegistry(repo).register(
+        "digits", "1", {"fp32": fp32, "int8": broken, "copy": fp32}, default_variant="int8",
+        precision={"int8": "int8", "copy": "fp32"}, quality_floor={"accuracy": 0.95}, owner="tests",
+        # What a mislabelled registration would claim: the card alone cannot tell the variant is broken.
+        quality={"fp32": {"accuracy": 0.97}, "int8": {"accuracy": 0.97}, "copy": {"accuracy": 0.97}},
+    )
+    return repo
+
+
+@pytest.fixture(scope="session")
 def grpc_port() -> int:
     """The session Serve's gRPC ingress port (OIP over gRPC), free-allocated like the HTTP one."""
     return free_port()

@@ -97,6 +97,44 @@ class BudgetSettings(BaseModel):
     models_g: dict[str, float] = Field(default_factory=dict)
 
 
+class QualityGuardSettings(BaseModel):
+    """The live quality guard: a sample of requests served by a cheaper variant also runs on the
+    reference variant, off the request path, and the two answers are compared (README "Optimizing models")."""
+
+    enabled: bool = False
+    # Share of eligible requests (served by a non-reference variant) that are sampled.
+    sample_rate: float = Field(0.01, ge=0, le=1)
+    # With a budget, sampling also stops once the guard's own metered energy this hour reaches it.
+    budget_j_per_hour: float | None = Field(None, gt=0)
+    # The variant to compare against; per_model overrides it. Must exist in every guarded model's card.
+    reference_variant: str = "fp32"
+    per_model_reference: dict[str, str] = Field(default_factory=dict)
+    # Rolling window of compared rows per variant, and the rows needed before a verdict.
+    window_rows: int = Field(200, ge=1, le=100_000)
+    min_rows: int = Field(20, ge=1, le=100_000)
+    # Only sample while the grid where the guard runs is at or below this intensity (a clean window);
+    # None: whatever the grid. An unknown intensity counts as clean.
+    max_intensity_g_per_kwh: float | None = Field(None, ge=0)
+    # Samples waiting for the reference; a full queue drops (and counts) the new sample.
+    queue_size: int = Field(16, ge=1, le=10_000)
+    # Below the card's floor the guard always alerts (log line, metric); "exclude" also stops routing
+    # to the variant until an operator re-enables it (PUT /v2/admin/quality/{model}/{variant}).
+    action: Literal["alert", "exclude"] = "alert"
+    # Per model, a floor that replaces the card's for the live metric.
+    floors: dict[str, float] = Field(default_factory=dict)
+
+    @field_validator("min_rows")
+    @classmethod
+    def _min_rows(cls, v: int, info) -> int:
+        window = info.data.get("window_rows", v)
+        if v > window:
+            raise ValueError(f"min_rows ({v}) must not exceed window_rows ({window})")
+        return v
+
+    def reference(self, model: str) -> str:
+        return self.per_model_reference.get(model, self.reference_variant)
+
+
 class Settings(FileSettings):
     """What serving reads; ``WATTGATE_`` variables over the config file (``wattgate.config_file``)."""
 
@@ -113,6 +151,7 @@ class Settings(FileSettings):
     jobs: JobsSettings = JobsSettings()  # deferrable jobs (jobs/settings.py)
     # Tenants: API keys, quotas, fairness, carbon budgets per tenant, the audit log.
     auth: AuthSettings = AuthSettings()
+    quality_guard: QualityGuardSettings = QualityGuardSettings()
 
     def ledger_file(self) -> Path:
         """The energy ledger: ``energy.ledger_path``, relative to ``server.state_dir`` unless absolute."""
@@ -129,7 +168,8 @@ class Settings(FileSettings):
 
         return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:16]
 
-    @field_validator("cache", "energy", "routing", "intensity", "pools", "budgets", "jobs", "auth", mode="before")
+    @field_validator("cache", "energy", "routing", "intensity", "pools", "budgets", "jobs", "auth", "quality_guard",
+                     mode="before")
     @classmethod
     def _none_is_empty(cls, v):
         return {} if v is None else v

@@ -9,6 +9,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from models.card import worst_domain
 from optimizers.metering import make_run_meter, metered
 from optimizers.settings import OptimizersSettings
 from optimizers.stepcache import StepCache, content_hash
@@ -21,6 +22,8 @@ class Variant:
     precision: str = "fp32"
     hardware: list[str] = field(default_factory=lambda: ["x86", "arm"])
     quality: dict[str, float] = field(default_factory=dict)
+    # Per corpus domain, the same metrics on that domain's held-out sentences.
+    domain_quality: dict[str, dict[str, float]] = field(default_factory=dict)
     training: list[dict[str, Any]] = field(default_factory=list)
     energy_profile: dict[str, Any] = field(default_factory=dict)
 
@@ -74,7 +77,8 @@ def register_once(
     """
     from wattgate.errors import ModelNotFound
 
-    key = content_hash(model, {v.name: [v.path, v.quality, v.precision, v.hardware] for v in variants}, register_kwargs)[:20]
+    key = content_hash(model, {v.name: [v.path, v.quality, v.domain_quality, v.precision, v.hardware] for v in variants},
+                       register_kwargs)[:20]
     index = _registered_index(run_dir)
     if key in index:
         try:
@@ -96,6 +100,7 @@ def register_once(
         precision={v.name: v.precision for v in variants},
         hardware={v.name: v.hardware for v in variants},
         quality={v.name: v.quality for v in variants},
+        domain_quality={v.name: v.domain_quality for v in variants},
         **register_kwargs,
     )
     for v in variants:
@@ -113,5 +118,5 @@ def cheapest_first(variants: list[Variant], metric: str, floor: float, batch: in
     """Variants at or above the quality floor, cheapest x86 J/inference first: the router's fallbacks."""
     from optimizers.profile import energy_per_inference
 
-    ok = [v for v in variants if v.quality.get(metric, -np.inf) >= floor and "x86" in v.energy_profile]
+    ok = [v for v in variants if worst_domain(v.quality, v.domain_quality, metric)[0] >= floor and "x86" in v.energy_profile]
     return [v.name for v in sorted(ok, key=lambda v: energy_per_inference(v.energy_profile, "x86", batch))]

@@ -1,4 +1,4 @@
-"""An offline text corpus: sentences from the docstrings of the Python standard library's source files."""
+"""Offline text corpora: the stdlib's docstrings, and a mixed-domain corpus with whole domains held out."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import ast
 import hashlib
 import re
 import sysconfig
+from dataclasses import dataclass
 from pathlib import Path
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z])")
@@ -56,3 +57,64 @@ def split_corpus(sentences: list[str], train: int, heldout: int) -> tuple[list[s
     if train + heldout > len(sentences):
         raise ValueError(f"the corpus has {len(sentences)} sentences, fewer than {train} + {heldout}")
     return sentences[:train], sentences[train : train + heldout]
+
+
+# -- the mixed-domain corpus -----------------------------------------------------------------------
+# Fortune files are topics: some train, the others are held out whole (everyday English, unlike docs).
+FORTUNES_TRAIN = ("fortunes", "wisdom", "people", "humorists", "computers", "science", "politics", "law",
+                  "education", "work", "platitudes", "miscellaneous")
+FORTUNES_HELDOUT = ("literature", "love", "food", "pets", "sports", "medicine", "kids", "men-women", "songs-poems")
+
+# Domains the students are distilled on (their unseen sentences are scored too) ...
+TRAIN_DOMAINS = ("docstrings", "python-library", "man-api", "fortunes-train")
+# ... and domains no student ever sees: the quality floor is checked on text unlike the training text.
+HELDOUT_DOMAINS = ("python-tutorial", "man-overviews", "fortunes-heldout")
+
+
+def domain_sentences(domain: str) -> list[str]:
+    """Every distinct sentence of ``domain``, in a stable hash order (any prefix is a fair sample)."""
+    from optimizers.pipelines import prose
+
+    sources = {
+        "docstrings": stdlib_sentences,
+        "python-library": lambda: prose.python_doc_sentences(("library", "reference")),
+        "python-tutorial": lambda: prose.python_doc_sentences(("tutorial", "howto", "faq")),
+        "man-api": lambda: prose.man_sentences(("2", "3")),
+        "man-overviews": lambda: prose.man_sentences(("5", "7")),
+        "fortunes-train": lambda: prose.fortune_file_sentences(FORTUNES_TRAIN),
+        "fortunes-heldout": lambda: prose.fortune_file_sentences(FORTUNES_HELDOUT),
+    }
+    if domain not in sources:
+        raise ValueError(f"unknown corpus domain {domain!r}; known: {', '.join(sources)}")
+    return sorted(set(sources[domain]()), key=lambda s: hashlib.sha256(s.encode()).hexdigest())
+
+
+@dataclass(frozen=True)
+class MixedCorpus:
+    """Training sentences drawn evenly from the training domains, and held-out sentences per domain."""
+
+    train: list[str]
+    heldout: dict[str, list[str]]  # every domain: unseen sentences of training domains, and whole held-out domains
+    heldout_domains: tuple[str, ...]
+
+    def describe(self) -> str:
+        sizes = ", ".join(f"{d}{' (held out)' if d in self.heldout_domains else ''}: {len(s)}" for d, s in self.heldout.items())
+        return f"train {len(self.train)} sentences from {', '.join(TRAIN_DOMAINS)}; scored per domain on {sizes}"
+
+
+def mixed_corpus(train_sentences: int, heldout_per_domain: int, sentences=domain_sentences) -> MixedCorpus:
+    """``train_sentences`` split evenly over the training domains (interleaved), and ``heldout_per_domain``
+    unseen sentences of every domain. A domain too small for its share is an error naming the package."""
+    per_domain = train_sentences // len(TRAIN_DOMAINS)
+    train_parts, heldout = [], {}
+    for domain in TRAIN_DOMAINS + HELDOUT_DOMAINS:
+        got = sentences(domain)
+        need = heldout_per_domain + (per_domain if domain in TRAIN_DOMAINS else 0)
+        if len(got) < need:
+            raise ValueError(f"corpus domain {domain!r} has {len(got)} sentences, fewer than {need}: are python3-doc, "
+                             "manpages, manpages-dev and fortunes installed?")
+        heldout[domain] = got[:heldout_per_domain]
+        if domain in TRAIN_DOMAINS:
+            train_parts.append(got[heldout_per_domain : heldout_per_domain + per_domain])
+    train = [s for row in zip(*train_parts) for s in row]  # interleaved: any prefix mixes every domain
+    return MixedCorpus(train, heldout, HELDOUT_DOMAINS)

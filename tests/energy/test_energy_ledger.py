@@ -202,3 +202,28 @@ def test_idle_energy_is_booked_per_pool_and_an_old_accounts_table_gains_the_colu
         assert got == {("startup", None): 5.0, ("idle", "de-x86"): 1.0, ("idle", "fr-x86"): 5.0}
         assert {(a["kind"], a["pool"]): a["energy_j"] for a in ledger.accounts(since_s=15.0)} == {
             ("idle", "de-x86"): 1.0, ("idle", "fr-x86"): 3.0}
+
+
+def test_quality_samples_sit_next_to_the_carbon_the_variant_saved(tmp_path):
+    from energy.ledger_record import QualityRecord
+
+    db = tmp_path / "ledger.sqlite"
+    with EnergyLedger(db, background=False) as ledger:
+        for i in range(20):
+            ledger.append(record(i))
+        for i, value in enumerate((1.0, 0.5)):  # two samples: 4 rows at 1.0, 2 rows at 0.5
+            ledger.append_quality(QualityRecord(
+                time_s=1_700_000_000.0 + i, request_id=f"req-{i}", model="digits", version="1", variant="int8",
+                reference="fp32", metric="top1_agreement", value=value, rows=4 - 2 * i, energy_j=0.03, carbon_g=1e-6,
+                served_energy_j=0.01, energy_method="cpu-time-model", accuracy=0.5 if i else None))
+        (q,) = ledger.quality()
+    assert (q["samples"], q["rows"], q["value_min"]) == (2, 6, 0.5)
+    assert q["value_mean"] == pytest.approx(5 / 6) and q["guard_energy_j"] == pytest.approx(0.06)
+    rc, text = _cli(["ledger", "summary", "--db", str(db), "--json"])
+    (row,) = json.loads(text)["quality"]
+    int8_carbon = sum(record(i).carbon_g for i in range(20) if i % 2)
+    # The reference spent 3x the variant's energy on the same requests: the variant saved 2x its own carbon.
+    assert row["carbon_g"] == pytest.approx(int8_carbon) and row["carbon_saved_g_est"] == pytest.approx(2 * int8_carbon)
+    assert row["guard_carbon_g"] == pytest.approx(2e-6) and row["accuracy"] == 0.5
+    rc, text = _cli(["ledger", "summary", "--db", str(db)])
+    assert rc == 0 and "live quality of cheaper variants" in text and "top1_agreement" in text

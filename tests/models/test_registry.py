@@ -76,3 +76,23 @@ def test_lifecycle_promote_gate_and_retire(tmp_path, onnx_file):
     assert [c.version for c in reg.versions("m")] == ["1", "2"]
     with pytest.raises(ModelNotFound):
         reg.show("m", "7")
+
+
+def test_promotion_refuses_a_variant_that_passes_on_average_but_fails_one_heldout_domain(tmp_path, onnx_file):
+    reg = ModelRegistry(tmp_path)
+    domains = {"docstrings": {"cosine_mean": 0.99}, "man-api": {"cosine_mean": 0.98}, "fortunes-heldout": {"cosine_mean": 0.90}}
+    reg.register("m", "1", {"fp32": onnx_file, "student": onnx_file}, quality_floor={"cosine_mean": 0.95},
+                 quality={"fp32": {"cosine_mean": 1.0}, "student": {"cosine_mean": 0.957}},  # the average passes
+                 domain_quality={"fp32": {d: {"cosine_mean": 1.0} for d in domains}, "student": domains},
+                 heldout_domains=["fortunes-heldout"])
+    for v in ("fp32", "student"):
+        reg.update_variant("m", "1", v, energy_profile={"x86": {"method": "cpu-time-model"}})
+    card = reg.show("m", "1")
+    assert card.variants["student"].domain_quality == domains and card.heldout_domains == ["fortunes-heldout"]
+    assert promotion_problems(card) == [
+        "variant 'student' cosine_mean=0.9 on domain 'fortunes-heldout' (held out) is below the floor 0.95 (overall 0.957)"]
+    with pytest.raises(Unprocessable, match="fortunes-heldout"):
+        reg.promote("m", "1")
+    reg.update_variant("m", "1", "student", quality={"cosine_mean": 0.96})
+    with pytest.raises(Unprocessable, match="fortunes-heldout"):
+        reg.promote("m", "1")  # a better average does not help: the worst domain decides

