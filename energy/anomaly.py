@@ -192,7 +192,10 @@ class EnergyAnomalyDetector:
         if cause is not None and not series.anomalous:
             series.anomalous = True
             return AnomalyEvent(*key, "started", cause, observed, expected, ratio, z)
-        if cause is None and series.anomalous and z < self.z_threshold / 2 and not (series_ratio >= self.min_ratio):
+        # Hysteresis: it clears once the jump is half gone, by z or by ratio. (A very steady baseline has a
+        # tiny spread, and then a level a few percent above it is "many sigmas" yet plainly not an anomaly.)
+        half_gone = z < self.z_threshold / 2 or band_ratio < 1 + (self.min_ratio - 1) / 2
+        if cause is None and series.anomalous and half_gone and not (series_ratio >= self.min_ratio):
             series.anomalous = False
             return AnomalyEvent(*key, "cleared", "back within baseline", observed, expected_band, band_ratio, z)
         return None

@@ -182,9 +182,15 @@ class PoolBoard:
         pools = view.get("pools", {})
         core = self.router.core
         for name, spec in self.specs.items():
-            running = pools.get(name, {}).get("replicas")
+            seen = pools.get(name, {})
+            running = seen.get("replicas")
             if running is not None:
-                core.set_warm(name, int(running), spec.max_replicas)
+                # Replicas the policy has decided to remove take no new request: Serve may stop them
+                # before this view (a second or two old) says so, and a request sent there would wait
+                # for a cold start. A pool about to scale to zero is cold from the decision on.
+                decided = seen.get("decision")
+                warm = min(int(running), int(decided)) if decided is not None else int(running)
+                core.set_warm(name, warm, spec.max_replicas)
         for name in self.shared:
             if name in pools:
                 core.set_others_in_flight(name, pools[name].get("others_in_flight", 0))

@@ -191,7 +191,8 @@ class GreenRouter:
 
     async def execute(self, route: Route, job: PoolJob, fallback_depth: int = 0) -> Execution:
         name, deferrable = route.pool.name, route.deferrable
-        if not self.core.has_room(name, deferrable) and route.request is not None:
+        # A cold pool is chosen only when every pool is cold (the request waits for it to start): never re-placed.
+        if not self.core.has_room(name, deferrable) and not self.core.is_cold(name) and route.request is not None:
             # Filled up between route() and now (e.g. while the cache was asked): place it again.
             other = self._route(self.core.pick(route.request, self.clock(), exclude={name}, arrival=False,
                                                deferrable=deferrable), route.request,

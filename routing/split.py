@@ -437,6 +437,12 @@ class RouterCore:
                         f"{pool} at in-flight bound {self.max_in_flight[pool]}")
         if not full:
             raise Unavailable(f"no healthy pool with room for {cls.request.model} (excluded: {sorted(exclude)})")
+        candidates = [(p, v, d) for p, v, d in cls.spill if p not in exclude and now >= self.load[p].down_until_s]
+        if not deferrable and candidates and all(p in self._cold for p, _, _ in candidates):
+            # No pool is warm at all (a gateway starting, or every pool scaled to zero): waiting for the
+            # best one to start beats refusing the request. Said in the reason.
+            pool, variant, d = candidates[0]
+            return SplitEntry(pool, variant, 0.0, f"{d.route_reason}; every pool cold: waiting for {pool} to start", d)
         # Requests drain at the pools' capacity; the first slot frees in about this long.
         excess = min(
             ((self.load[p].in_flight - self.max_in_flight[p] + 1) / self.topology.pool(p).capacity_rps * self.ingress_replicas

@@ -119,7 +119,8 @@ def main(repository: str) -> int:
                         r = client.post(f"{url}/v2/models/digits/infer", json=body)
                         p = r.json().get("parameters", {}) if r.status_code == 200 else {}
                         log.append({"t": t0, "s": time.time() - t0, "status": r.status_code, "pool": p.get("pool"),
-                                    "node_id": p.get("node_id"), "reason": p.get("route_reason", "")})
+                                    "node_id": p.get("node_id"), "reason": p.get("route_reason", ""),
+                                    **({} if r.status_code == 200 else {"error": r.text[:300]})})
                     except Exception as exc:
                         log.append({"t": t0, "s": time.time() - t0, "status": 0, "error": str(exc)[:200]})
                     time.sleep(0.05)

@@ -97,13 +97,15 @@ def test_pool_board_posts_intent_and_warms_the_router_from_the_view():
     assert router.core.is_cold("fr")  # Serve starts min=initial=0 replicas
     from routing.candidates import RouteRequest
     req = RouteRequest("m", "v", "FR", 50.0)
-    with pytest.raises(Exception):
-        router.core.pick(req, router.clock())  # both cold: nothing to serve with (503)
+    assert "every pool cold" in router.core.pick(req, router.clock()).reason  # waits for the best to start
     posted = board.post()
     assert posted["fr"]["intent_rps"] > 0 and posted["de"]["intent_rps"] == 0
     board.apply({"pools": {"fr": {"replicas": 1, "others_in_flight": 0}, "de": {"replicas": 0}}})
     assert not router.core.is_cold("fr") and router.core.is_cold("de")
     assert router.core.pick(req, router.clock()).pool == "fr"
+    # The policy decided to scale fr to zero: it takes no new request before Serve stops the replica.
+    board.apply({"pools": {"fr": {"replicas": 1, "decision": 0}, "de": {"replicas": 1, "decision": 1}}})
+    assert router.core.is_cold("fr") and not router.core.is_cold("de")
 
 
 def test_pool_metrics_render_replicas_idle_energy_and_decisions():

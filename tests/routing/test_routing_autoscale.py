@@ -166,3 +166,47 @@ def test_the_spec_defaults_come_from_the_pool():
     spec = Spec.from_pool(topo.pool("fr"))
     assert (spec.min_replicas, spec.max_replicas, spec.replica_capacity_rps, spec.idle_w_per_replica) == (0, 2, 200.0, 0.75)
     assert spec.servers_per_replica == 1
+
+
+def test_when_every_pool_is_cold_the_best_one_is_waited_for_rather_than_refused():
+    core = RouterCore(_two_pools(), RoutingControl("lowest-carbon"), _Static({"FR": 50.0, "DE": 300.0}), 50.0)
+    req = RouteRequest("m", "v", "FR", 50.0)
+    core.set_warm("fr", 0, 2)
+    core.set_warm("de", 0, 2)
+    entry = core.pick(req, 0.0)
+    assert entry.pool == "fr" and "every pool cold: waiting for fr to start" in entry.reason
+
+
+async def test_a_request_waiting_for_a_cold_pool_is_executed_not_bounced_between_cold_pools():
+    from routing.live import ClientContext, GreenRouter
+    from routing.pools import PoolJob
+    from models.work import WorkResult
+
+    ran = []
+
+    class _Exec:
+        def __init__(self, name):
+            self.name = name
+
+        async def run(self, job):
+            ran.append(self.name)
+            return WorkResult(outputs={}, energy=None, batch_rows=1, batch_requests=1)
+
+    topo = _two_pools()
+    from energy.coefficients import PROFILES
+    router = GreenRouter(topo, RoutingControl("lowest-carbon"), _Static({"FR": 50.0, "DE": 300.0}),
+                         {"fr": _Exec("fr"), "de": _Exec("de")}, {"x86": PROFILES["aws-x86"]}, 50.0, "FR")
+    router.core.set_warm("fr", 0, 2)
+    router.core.set_warm("de", 0, 2)
+
+    class _Card:
+        name = "m"
+        fallback_variants: list = []
+
+        def variant(self, requested):
+            return "v", None
+
+    route = router.route(_Card(), None, frozenset({"v"}), ClientContext())
+    assert "every pool cold" in route.route_reason
+    await router.execute(route, PoolJob("m", "1", "v", None, ()))
+    assert ran == ["fr"]

@@ -78,9 +78,14 @@ def test_spinning_thread_is_flagged_with_its_cause(make_plane, pixels, webhook, 
     assert events and events[0]["kind"] == "wattgate.energy_anomaly" and events[0]["state"] == "started"
     assert events[0]["pool"] == "fr-x86" and events[0]["ratio"] >= 1.5 and "thread spin" in events[0]["cause"]
 
-    # The spin is gone: the series comes back and the webhook hears that too.
-    asyncio.run(_requests(plane, pixels, 40))
-    assert 'wattgate_energy_anomaly{model="digits",variant="fp32",pool="fr-x86"} 0.0' in render(plane.snapshot())
+    # The spin is gone: the series comes back (within a few windows: CPU time on a shared host is
+    # noisy, so the window's median may need more than one window to settle) and the webhook hears it.
+    cleared = 'wattgate_energy_anomaly{model="digits",variant="fp32",pool="fr-x86"} 0.0'
+    for _ in range(10):
+        asyncio.run(_requests(plane, pixels, 20))
+        if cleared in render(plane.snapshot()):
+            break
+    assert cleared in render(plane.snapshot())
     deadline = time.time() + 10
     while len(events) < 2 and time.time() < deadline:
         time.sleep(0.05)
