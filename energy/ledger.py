@@ -176,6 +176,17 @@ class EnergyLedger:
             except sqlite3.Error as exc:
                 raise DependencyError(f"energy ledger write failed: {exc}") from exc
 
+    def shifted(self, since_s: float | None = None, until_s: float | None = None) -> tuple[int, float, float]:
+        """Deferrable jobs finished in ``[since_s, until_s)`` whose carbon and counterfactual are both known:
+        (jobs, actual gCO2e, counterfactual gCO2e, i.e. had they run at submission)."""
+        where, params = _since(since_s, until_s)
+        known = "carbon_g IS NOT NULL AND counterfactual_carbon_g IS NOT NULL"
+        where = f"{where} AND {known}" if where else f" WHERE {known}"
+        n, actual, counterfactual = self._query(
+            f"SELECT COUNT(*), COALESCE(SUM(carbon_g), 0), COALESCE(SUM(counterfactual_carbon_g), 0) FROM jobs{where}", params,
+        )[0]
+        return int(n), float(actual), float(counterfactual)
+
     def jobs(self, limit: int = 100) -> list[JobRecord]:
         """Finished jobs, newest first."""
         rows = self._query(f"SELECT {', '.join(JOB_FIELDS)} FROM jobs ORDER BY time_s DESC LIMIT ?", (int(limit),))

@@ -34,6 +34,7 @@ from routing.autoscale import ScalingSignal, ScalingSpec, decide
 from routing.intensity.snapshot import IntensityView
 from routing.topology import Pool, curve_from_spec
 from wattgate.errors import BadRequest
+from wattgate.metrics import MetricsRegistry
 
 log = logging.getLogger("wattgate.autoscaling")
 
@@ -237,52 +238,27 @@ def scaled_pools(topology, settings) -> dict[str, ScalingSpec]:
     return out
 
 
-def pool_metrics(view: dict, specs: Mapping[str, ScalingSpec]) -> list[tuple[str, str, str, dict, float]]:
-    """(name, type, help, labels, value) samples for /metrics from the board's view."""
-    out: list[tuple[str, str, str, dict, float]] = []
+def pool_families(view: dict, specs: Mapping[str, ScalingSpec]) -> dict:
+    """The autoscaled pools' metrics from the board's view, as metrics-snapshot families to add to a
+    merged snapshot: they are the control actor's totals, never summed over ingress replicas."""
+    reg = MetricsRegistry()
+    replicas = reg.gauge("wattgate_pool_replicas", "Replicas running per autoscaled pool (Serve's count)", ("pool",))
+    target = reg.gauge("wattgate_pool_target_replicas", "Replicas the carbon-aware policy asks for", ("pool",))
+    idle = reg.counter("wattgate_idle_energy_joules_total",
+                       "Static (idle-power) energy of every provisioned pool replica, from the replicas' own meters",
+                       ("pool", "method"))
+    seconds = reg.counter("wattgate_provisioned_replica_seconds_total", "Replica-seconds provisioned per pool", ("pool",))
+    decisions = reg.counter("wattgate_scaling_decisions_total", "Scaling decisions by pool and reason", ("pool", "reason"))
     pools = view.get("pools", {})
     for name in sorted(specs):
         p = pools.get(name, {})
-        out.append(("wattgate_pool_replicas", "gauge", "Replicas running per autoscaled pool (Serve's count)",
-                    {"pool": name}, float(p.get("replicas", specs[name].initial))))
-        out.append(("wattgate_pool_target_replicas", "gauge", "Replicas the carbon-aware policy asks for",
-                    {"pool": name}, float(p.get("decision", specs[name].initial))))
-        method = p.get("energy_method") or "none"
-        out.append(("wattgate_idle_energy_joules_total", "counter",
-                    "Static (idle-power) energy of every provisioned pool replica, from the replicas' own meters",
-                    {"pool": name, "method": method}, float(p.get("idle_energy_j", 0.0))))
-        out.append(("wattgate_provisioned_replica_seconds_total", "counter", "Replica-seconds provisioned per pool",
-                    {"pool": name}, float(p.get("replica_seconds", 0.0))))
+        replicas.set(float(p.get("replicas", specs[name].initial)), pool=name)
+        target.set(float(p.get("decision", specs[name].initial)), pool=name)
+        idle.inc(float(p.get("idle_energy_j", 0.0)), pool=name, method=p.get("energy_method") or "none")
+        seconds.inc(float(p.get("replica_seconds", 0.0)), pool=name)
     for pool, reason, n in view.get("decision_counts", []):
-        out.append(("wattgate_scaling_decisions_total", "counter", "Scaling decisions by pool and reason",
-                    {"pool": pool, "reason": reason}, float(n)))
-    return out
-
-
-def pool_families(view: dict, specs: Mapping[str, ScalingSpec]) -> dict:
-    """The same samples as metrics-snapshot families (``wattgate.metrics`` format), to add to a merged
-    snapshot: they are the control actor's totals, never summed over ingress replicas."""
-    out: dict = {}
-    for name, kind, help_text, labels, value in pool_metrics(view, specs):
-        fam = out.setdefault(name, {"kind": kind, "help": help_text, "labels": list(labels), "buckets": [],
-                                    "merge": "max", "series": []})
-        fam["series"].append([[str(v) for v in labels.values()], value])
-    return out
-
-
-def render_samples(samples: list[tuple[str, str, str, dict, float]]) -> str:
-    lines, seen = [], set()
-    for name, kind, help_text, labels, value in samples:
-        if name not in seen:
-            seen.add(name)
-            lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
-        lab = ",".join(f'{k}="{_escape(str(v))}"' for k, v in labels.items())
-        lines.append(f"{name}{{{lab}}} {value!r}")
-    return "\n".join(lines) + ("\n" if lines else "")
-
-
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+        decisions.inc(float(n), pool=pool, reason=reason)
+    return reg.snapshot()
 
 
 def check_overrides(spec: ScalingSpec, doc: Mapping[str, Any]) -> dict:

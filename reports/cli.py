@@ -67,6 +67,7 @@ def gather(settings: Settings, db: Path, period: Period, tenant: str | None, ret
     with EnergyLedger(db, background=False) as ledger:  # the CLI only reads
         rows = ledger.records(limit=None, since_s=period.start_s, until_s=period.end_s)
         accounts = ledger.accounts(since_s=period.start_s, until_s=period.end_s)
+        time_shift = read_time_shift(ledger, period.start_s, period.end_s, tenant)
     if tenant is not None:
         rows = [r for r in rows if r.tenant == tenant]
     pools, note = _pools(settings)
@@ -77,7 +78,7 @@ def gather(settings: Settings, db: Path, period: Period, tenant: str | None, ret
     detector = EnergyAnomalyDetector(warmup=a.warmup, window=a.window, z_threshold=a.z_threshold, min_ratio=a.min_ratio)
     return build_report(
         period, rows, accounts=accounts, tenant=tenant, cards=_cards(settings), pools=pools, timeline=timeline,
-        routing_note=note, time_shift=read_time_shift(db, period.start_s, period.end_s, tenant), detector=detector,
+        routing_note=note, time_shift=time_shift, detector=detector,
         retire_below_requests_per_day=retire_below,
     )
 

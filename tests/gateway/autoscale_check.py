@@ -9,10 +9,7 @@ JSON line with what it observed; exits non-zero on an unexpected error.
 from __future__ import annotations
 
 import json
-import os
-import socket
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -20,12 +17,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-TRACES = {
-    "FR": "datetime_utc,carbon_intensity_g_per_kwh\n2020-03-01T00:00:00Z,300\n2020-03-01T12:00:00Z,40\n",
-    "DE": "datetime_utc,carbon_intensity_g_per_kwh\n2020-03-01T00:00:00Z,120\n2020-03-01T12:00:00Z,500\n",
-    "GB": "datetime_utc,carbon_intensity_g_per_kwh\n2020-03-01T00:00:00Z,250\n2020-03-01T12:00:00Z,260\n",
-}
-POOLS = {"fr-x86": ("FR", "x86"), "de-x86": ("DE", "x86"), "gb-arm": ("GB", "arm")}
+from labelled_cluster import POOLS, labelled_cluster  # noqa: E402  (beside this script)
+
 RTT = {"fr-x86": {"FR": 2, "DE": 9, "GB": 8}, "de-x86": {"FR": 9, "DE": 2, "GB": 15}, "gb-arm": {"FR": 8, "DE": 15, "GB": 2}}
 
 
@@ -40,54 +33,28 @@ def topology() -> dict:
 
 
 def main(repository: str) -> int:
-    from gateway.cli import proxy_env
-
-    os.environ.update(proxy_env("haproxy"))
     import httpx
     import numpy as np
-    import ray
     import yaml
     from ray import serve
-    from ray.cluster_utils import Cluster
 
     from gateway.app import build_app
     from wattgate.settings import load_settings
 
-    tmp = Path(tempfile.mkdtemp(prefix="wg-autoscale-"))
-    files = {}
-    for region, text in TRACES.items():
-        (tmp / f"{region}.csv").write_text(text)
-        files[region] = str(tmp / f"{region}.csv")
-    (tmp / "topology.yaml").write_text(yaml.safe_dump(topology()))
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2})
-    for region, hardware in POOLS.values():
-        cluster.add_node(num_cpus=2, labels={"region": region, "hardware": hardware})
-    try:
-        ray.init(address=cluster.address, runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}}, logging_level="WARNING")
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        # One proxy, on the head: the "nodes" share this machine, so per-node HAProxies would race
-        # for the same stats and metrics ports.
-        serve.start(proxy_location="HeadOnly", http_options={"host": "127.0.0.1", "port": port})
+    with labelled_cluster(ROOT, "wg-autoscale-") as c:
+        (c.tmp / "topology.yaml").write_text(yaml.safe_dump(topology()))
         settings = load_settings(
             None,
             models={"repository": repository},
-            server={"state_dir": str(tmp / "state"), "ingress_num_cpus": 0.25},
+            server={"state_dir": str(c.tmp / "state"), "ingress_num_cpus": 0.25},
             cache={"enabled": False},
             energy={"idle_book_interval_s": 5},
-            routing={"topology_file": str(tmp / "topology.yaml"), "policy": "lowest-carbon"},
-            intensity={"provider": "replay", "replay": {"files": files, "start": "2020-03-01T06:00:00Z", "speed": 0}},
-            pools={name: {"kind": "ray", "num_cpus": 0.25, "label_selector": {"region": r, "hardware": h}}
-                   for name, (r, h) in POOLS.items()},
+            routing={"topology_file": str(c.tmp / "topology.yaml"), "policy": "lowest-carbon"},
+            intensity={"provider": "replay", "replay": {"files": c.trace_files, "start": "2020-03-01T06:00:00Z", "speed": 0}},
+            pools=c.pool_settings(),
         )
         serve.run(build_app(settings), name="wattgate", route_prefix="/", blocking=False)
-        url = f"http://127.0.0.1:{port}"
-        node_of = {}
-        for node in ray.nodes():
-            labels = node.get("Labels") or {}
-            if "region" in labels:
-                node_of[POOLS_BY_LABEL[(labels["region"], labels["hardware"])]] = node["NodeID"]
+        url, node_of = c.url, c.node_of
 
         def running(pool: str) -> int:
             try:
@@ -160,12 +127,6 @@ def main(repository: str) -> int:
                           "decisions": scaling.get("decisions", []), "accounts": accounts,
                           "metrics": [m for m in metrics.splitlines() if m.startswith(("wattgate_pool_replicas", "wattgate_idle_energy", "wattgate_provisioned", "wattgate_scaling"))]}))
         return 0
-    finally:
-        ray.shutdown()
-        cluster.shutdown()
-
-
-POOLS_BY_LABEL = {v: k for k, v in POOLS.items()}
 
 if __name__ == "__main__":
     raise SystemExit(main(sys.argv[1]))

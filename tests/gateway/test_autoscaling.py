@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import pytest
 
 from gateway.admin_routing import autoscaling_routes
-from gateway.autoscaling import CarbonAwarePolicy, PoolBoard, check_overrides, pool_metrics, render_samples
+from gateway.autoscaling import CarbonAwarePolicy, PoolBoard, check_overrides, pool_families
 from gateway.replica_sync import ControlBoard
 from routing.autoscale import ScalingSpec
 from routing.control import RoutingControl
@@ -112,7 +112,9 @@ def test_pool_metrics_render_replicas_idle_energy_and_decisions():
     view = {"pools": {"fr": {"replicas": 1, "decision": 2, "idle_energy_j": 3.5, "replica_seconds": 10.0,
                              "energy_method": "cpu-time-model"}},
             "decision_counts": [["fr", "load", 4]]}
-    text = render_samples(pool_metrics(view, {"fr": SPEC}))
+    from wattgate.metrics import render
+
+    text = render(pool_families(view, {"fr": SPEC}))
     assert 'wattgate_pool_replicas{pool="fr"} 1.0' in text
     assert 'wattgate_idle_energy_joules_total{pool="fr",method="cpu-time-model"} 3.5' in text
     assert 'wattgate_provisioned_replica_seconds_total{pool="fr"} 10.0' in text

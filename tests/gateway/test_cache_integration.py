@@ -9,18 +9,9 @@ import numpy as np
 import pytest
 import tritonclient.http as triton
 
-from tests.redis_server import LocalRedis
 from wattgate.settings import load_settings
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def redis():
-    server = LocalRedis()
-    server.start()
-    yield server
-    server.close()
 
 
 @pytest.fixture(scope="module")

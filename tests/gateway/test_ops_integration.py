@@ -22,7 +22,6 @@ import pytest
 import yaml
 from sklearn.datasets import load_digits
 
-from tests.redis_server import LocalRedis
 from tests.conftest import free_port
 from wattgate.settings import load_settings
 
@@ -34,14 +33,6 @@ SCREENSHOT = ROOT / "docs" / "dashboard.png"
 _COMPARISON = re.compile(r"\s*(>=|<=|==|!=|>|<)\s*[0-9.eE+-]+\s*$")
 # Alerts this load must set off: the budgets are tiny, and Redis is stopped before Prometheus is asked.
 MUST_FIRE = {"WattgateCarbonBudget80", "WattgateCarbonBudget100", "WattgateCacheBypass"}
-
-
-@pytest.fixture(scope="module")
-def redis():
-    server = LocalRedis()
-    server.start()
-    yield server
-    server.close()
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,6 @@ import numpy as np
 import pytest
 
 from energy.ledger import EnergyLedger
-from tests.redis_server import LocalRedis
 from wattgate.net import free_port
 from wattgate.settings import load_settings
 
@@ -89,12 +88,6 @@ def test_open_gateway_meets_its_contract(deploy, digits_repository, tmp_path_fac
     assert doc["openapi"] == "3.1.0" and "/v2/admin/keys" in doc["paths"]
     proc = schemathesis(url)
     assert proc.returncode == 0, proc.stdout[-6000:]
-
-
-@pytest.fixture(scope="module")
-def redis():
-    with LocalRedis() as r:
-        yield r
 
 
 @pytest.fixture(scope="module")

@@ -67,7 +67,8 @@ def test_time_shift_reads_the_jobs_table_and_is_none_without_jobs(tmp_path):
     from energy.ledger_record import JobRecord
 
     db = write_ledger(tmp_path / "ledger.sqlite", [row(i) for i in range(4)])
-    assert read_time_shift(db, T0, T0 + 3600) is None  # no job in the ledger
+    with EnergyLedger(db, background=False) as ledger:
+        assert read_time_shift(ledger, T0, T0 + 3600) is None  # no job in the ledger
 
     def job(i: int, t: float, carbon: float | None, counterfactual: float | None) -> JobRecord:
         return JobRecord(f"j{i}", t, "digits", "1", "done", "shifted", "min window", "2026-11-30T00:00:00Z",
@@ -78,6 +79,6 @@ def test_time_shift_reads_the_jobs_table_and_is_none_without_jobs(tmp_path):
         ledger.record_job(job(2, T0 + 20, 2.0, 2.5))
         ledger.record_job(job(3, T0 + 30, None, 2.0))  # carbon unknown: left out
         ledger.record_job(job(4, T0 + 7200, 1.0, 9.0))  # another period
-    shift = read_time_shift(db, T0, T0 + 3600)
-    assert shift.jobs == 2 and shift.saved_g == pytest.approx(2.5)
-    assert read_time_shift(db, T0, T0 + 3600, tenant="b") is None  # jobs carry no tenant
+        shift = read_time_shift(ledger, T0, T0 + 3600)
+        assert shift.jobs == 2 and shift.saved_g == pytest.approx(2.5)
+        assert read_time_shift(ledger, T0, T0 + 3600, tenant="b") is None  # jobs carry no tenant
