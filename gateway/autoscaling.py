@@ -44,7 +44,7 @@ FORECAST_TTL_S = 60.0
 
 def autoscaling_config(pool: Pool, spec: ScalingSpec, store_name: str, variant: str | None = None) -> AutoscalingConfig:
     """Serve's autoscaling config for a pool deployment, with wattgate's policy."""
-    curve = pool.curve(variant) if variant and pool.serves(variant) else next(iter(pool.energy.values()))
+    curve = pool.curve_for(variant)
     return AutoscalingConfig(
         min_replicas=spec.min_replicas,
         max_replicas=spec.max_replicas,

@@ -29,6 +29,23 @@ class LoadResult:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def measured(cls, latencies: list[float], statuses: dict[str, int], duration_s: float,
+                 ok: Callable[[str], bool]) -> "LoadResult":
+        """The result of a run: its latencies (ms) and status counts; ``ok`` says which statuses are not errors."""
+        n = len(latencies)
+        lat = np.array(latencies) if latencies else np.array([float("nan")])
+        return cls(
+            requests=n,
+            errors=sum(v for k, v in statuses.items() if not ok(k)),
+            status_counts=statuses,
+            duration_s=duration_s,
+            requests_per_s=n / duration_s,
+            p50_ms=float(np.percentile(lat, 50)),
+            p95_ms=float(np.percentile(lat, 95)),
+            p99_ms=float(np.percentile(lat, 99)),
+        )
+
 
 async def run_load(
     url: str,
@@ -80,19 +97,7 @@ async def run_load(
         loop.call_at(loop.time() + (deadline - time.perf_counter()), on_window, "end")
     async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=120)) as session:
         await asyncio.gather(*(worker(session) for _ in range(concurrency)))
-    n = len(latencies)
-    lat = np.array(latencies) if latencies else np.array([float("nan")])
-    errors = sum(v for k, v in statuses.items() if not k.startswith("2"))
-    return LoadResult(
-        requests=n,
-        errors=errors,
-        status_counts=statuses,
-        duration_s=duration_s,
-        requests_per_s=n / duration_s,
-        p50_ms=float(np.percentile(lat, 50)),
-        p95_ms=float(np.percentile(lat, 95)),
-        p99_ms=float(np.percentile(lat, 99)),
-    )
+    return LoadResult.measured(latencies, statuses, duration_s, ok=lambda status: status.startswith("2"))
 
 
 def digits_json_request(rows: int = 1, seed: int = 0) -> Callable[[int], tuple[bytes, dict[str, str]]]:

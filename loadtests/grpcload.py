@@ -11,7 +11,6 @@ import asyncio
 import time
 from typing import Callable
 
-import numpy as np
 
 from loadtests.aioload import LoadResult
 
@@ -60,18 +59,7 @@ async def run_grpc_load(
     async with grpc.aio.insecure_channel(target) as channel:
         call = channel.unary_unary(MODEL_INFER)  # bytes in, bytes out
         await asyncio.gather(*(worker(call) for _ in range(concurrency)))
-    n = len(latencies)
-    lat = np.array(latencies) if latencies else np.array([float("nan")])
-    return LoadResult(
-        requests=n,
-        errors=sum(v for k, v in statuses.items() if k != "OK"),
-        status_counts=statuses,
-        duration_s=duration_s,
-        requests_per_s=n / duration_s,
-        p50_ms=float(np.percentile(lat, 50)),
-        p95_ms=float(np.percentile(lat, 95)),
-        p99_ms=float(np.percentile(lat, 99)),
-    )
+    return LoadResult.measured(latencies, statuses, duration_s, ok=lambda status: status == "OK")
 
 
 def digits_grpc_request(model: str = "digits", rows: int = 1) -> Callable[[int], bytes]:

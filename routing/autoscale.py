@@ -84,7 +84,7 @@ class ScalingSpec:
         rc = float(a.get("replica_capacity_rps") or pool.capacity_rps / n_max)
         idle = a.get("idle_w_per_replica")
         if idle is None:
-            curve = pool.curve(variant) if variant and pool.serves(variant) else next(iter(pool.energy.values()))
+            curve = pool.curve_for(variant)
             idle = (curve.idle_w or 0.0) / n_max
         return cls(
             min_replicas=int(a.get("min_replicas", 0)), max_replicas=n_max, initial_replicas=a.get("initial_replicas"),

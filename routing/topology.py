@@ -181,6 +181,10 @@ class Pool:
             raise KeyError(f"pool {self.name} does not serve variant {variant!r}")
         return found
 
+    def curve_for(self, variant: str | None) -> EnergyCurve:
+        """The curve of ``variant`` when the pool serves it, else the pool's first (what sizing and idle defaults use)."""
+        return self.curve(variant) if variant and self.serves(variant) else next(iter(self.energy.values()))
+
     def server_p99_ms(self, load_rps: float) -> float:
         """Queueing p99 plus service time at ``load_rps`` (``inf`` at or beyond capacity)."""
         return wait_quantile_ms(0.99, load_rps, self.capacity_rps, self.service_ms, self._servers) + self.service_ms

@@ -354,7 +354,7 @@ def pool_model(sc: Scenario, spec: ScenarioPool, pool: Pool, base_dir: Path) -> 
     """Replicas, idle power and service times of one pool, with the defaults the module names."""
     where = f"pool {spec.name}"
     reps = spec.replicas or Replicas()
-    curve = pool.curve(sc.request.variant) if pool.serves(sc.request.variant) else next(iter(pool.energy.values()))
+    curve = pool.curve_for(sc.request.variant)
     if spec.idle_w_per_replica is not None:
         idle_w, idle_source = spec.idle_w_per_replica, "scenario"
     elif curve.idle_w is not None:

@@ -13,10 +13,8 @@ from pathlib import Path
 import grpc
 import httpx
 import numpy as np
-import onnxruntime as ort
 import pytest
 import tritonclient.grpc as tg
-from sklearn.datasets import load_digits
 from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc
 from tritonclient.utils import InferenceServerException
@@ -65,17 +63,6 @@ def target(gateway, grpc_port) -> str:
             pass
         time.sleep(0.3)
     raise RuntimeError("the gRPC ingress did not answer from the new deployment")
-
-
-@pytest.fixture(scope="module")
-def pixels() -> np.ndarray:
-    return load_digits().data.astype(np.float32)
-
-
-@pytest.fixture(scope="module")
-def direct(digits_repository):
-    sess = ort.InferenceSession(str(digits_repository / "digits" / "1" / "fp32.onnx"), providers=["CPUExecutionProvider"])
-    return lambda x: dict(zip(["probabilities", "label"], sess.run(["probabilities", "label"], {"pixels": x})))
 
 
 @pytest.fixture(scope="module")

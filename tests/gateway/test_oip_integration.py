@@ -7,10 +7,8 @@ import json
 
 import httpx
 import numpy as np
-import onnxruntime as ort
 import pytest
 import tritonclient.http as triton
-from sklearn.datasets import load_digits
 
 from wattgate.settings import load_settings
 
@@ -26,17 +24,6 @@ def gateway(deploy, digits_repository):
         cache={"enabled": False},
     )
     return deploy(settings)
-
-
-@pytest.fixture(scope="module")
-def pixels() -> np.ndarray:
-    return load_digits().data.astype(np.float32)
-
-
-@pytest.fixture(scope="module")
-def direct(digits_repository):
-    sess = ort.InferenceSession(str(digits_repository / "digits" / "1" / "fp32.onnx"), providers=["CPUExecutionProvider"])
-    return lambda x: dict(zip(["probabilities", "label"], sess.run(["probabilities", "label"], {"pixels": x})))
 
 
 def _client(url: str) -> triton.InferenceServerClient:
