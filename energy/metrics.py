@@ -14,7 +14,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from typing import Callable
+from typing import Callable, Iterable
 
 from energy.attribution import AttributionTotals
 from energy.ledger_record import LedgerRecord
@@ -56,32 +56,55 @@ class EnergyMetrics:
         self.window_energy = registry.gauge(WINDOW_ENERGY, "Energy of requests in the sliding window (J)", WINDOW_LABELS)
         self.window_requests = registry.gauge(WINDOW_REQUESTS, "Requests in the sliding window", WINDOW_LABELS)
         self._lock = threading.Lock()
-        self._window: dict[tuple[str, str], deque[tuple[float, float]]] = {}
-        self._window_j: dict[tuple[str, str], float] = {}  # running sums: a scrape costs O(expired), not O(window)
+        # (time, J, requests) per group of requests; running sums: a scrape costs O(expired), not O(window)
+        self._window: dict[tuple[str, str], deque[tuple[float, float, int]]] = {}
+        self._window_j: dict[tuple[str, str], float] = {}
+        self._window_n: dict[tuple[str, str], int] = {}
         self._seen = {"metered": {}, "written_off": {}, "startup": {}}
 
     def observe(self, record: LedgerRecord) -> None:
-        """Per request: the counters and histogram now; the window's gauges on :meth:`refresh`."""
-        labels = {k: getattr(record, k) for k in LABELS}
-        series = self.carbon.key(**labels)  # one key for three families
-        active_j = min(record.active_j, record.energy_j)
-        self.energy.inc(active_j, **labels, kind="active")
-        self.energy.inc(record.energy_j - active_j, **labels, kind="idle")  # the two always sum to energy_j
-        if record.carbon_g is None:
-            self.carbon_unknown.inc_key(series, 1.0)
-        else:
-            self.carbon.inc_key(series, record.carbon_g)
-        self.requests.inc_key(series, 1.0)
-        self.request_energy.observe_key(series, record.energy_j)
-        key = (record.model, record.variant)
+        """One request: the counters and histogram now; the window's gauges on :meth:`refresh`."""
+        self.observe_many([record])
+
+    def observe_many(self, records: Iterable[LedgerRecord]) -> None:
+        """A group of requests: summed per series first, so the label work is paid once per series."""
+        groups: dict[tuple, list] = {}
+        for r in records:
+            key = (r.model, r.version, r.variant, r.region, r.hardware)
+            g = groups.get(key)
+            if g is None:
+                g = groups[key] = [0.0, 0.0, 0.0, 0, []]  # active J, idle J, gCO2e, carbon unknown, energies
+            active_j = min(r.active_j, r.energy_j)
+            g[0] += active_j
+            g[1] += r.energy_j - active_j  # active and idle always sum to energy_j
+            if r.carbon_g is None:
+                g[3] += 1
+            else:
+                g[2] += r.carbon_g
+            g[4].append(r.energy_j)
         now = self._clock()
+        window: dict[tuple[str, str], list[float]] = {}
+        for series, (active_j, idle_j, carbon_g, unknown, energies) in groups.items():
+            self.energy.inc_key((*series, "active"), active_j)
+            self.energy.inc_key((*series, "idle"), idle_j)
+            if unknown:
+                self.carbon_unknown.inc_key(series, float(unknown))
+            if unknown < len(energies):
+                self.carbon.inc_key(series, carbon_g)
+            self.requests.inc_key(series, float(len(energies)))
+            self.request_energy.observe_many_key(series, energies)
+            w = window.setdefault((series[0], series[2]), [0.0, 0])
+            w[0] += sum(energies)
+            w[1] += len(energies)
         with self._lock:
-            q = self._window.get(key)
-            if q is None:
-                q = self._window[key] = deque()
-            q.append((now, record.energy_j))
-            self._window_j[key] = self._window_j.get(key, 0.0) + record.energy_j
-            self._expire(key, now - self.window_s)  # memory stays bounded by the window
+            for key, (energy_j, n) in window.items():
+                q = self._window.get(key)
+                if q is None:
+                    q = self._window[key] = deque()
+                q.append((now, energy_j, n))
+                self._window_j[key] = self._window_j.get(key, 0.0) + energy_j
+                self._window_n[key] = self._window_n.get(key, 0) + n
+                self._expire(key, now - self.window_s)  # memory stays bounded by the window
 
     def refresh(self) -> None:
         """Drop observations older than the window and set its gauges (call before a scrape)."""
@@ -94,17 +117,20 @@ class EnergyMetrics:
         """O(expired) per call: the window keeps a running sum instead of re-adding itself."""
         q = self._window[key]
         while q and q[0][0] < horizon:
-            self._window_j[key] -= q.popleft()[1]
+            _, energy_j, n = q.popleft()
+            self._window_j[key] -= energy_j
+            self._window_n[key] -= n
 
     def _update(self, key: tuple[str, str], horizon: float) -> None:
         self._expire(key, horizon)
         q = self._window[key]
         model, variant = key
         energy_j = max(0.0, self._window_j[key]) if q else 0.0
-        self._window_j[key] = energy_j
+        n = self._window_n[key] if q else 0
+        self._window_j[key], self._window_n[key] = energy_j, n
         self.window_energy.set(energy_j, model=model, variant=variant)
-        self.window_requests.set(len(q), model=model, variant=variant)
-        self.per_1k.set(1000.0 * energy_j / len(q) if q else 0.0, model=model, variant=variant)
+        self.window_requests.set(n, model=model, variant=variant)
+        self.per_1k.set(1000.0 * energy_j / n if n else 0.0, model=model, variant=variant)
 
     def observe_attribution(self, totals: AttributionTotals) -> None:
         """Mirror an attributor's books; counters advance by what changed since the last call."""

@@ -63,13 +63,15 @@ class Gateway(GrpcIngress):
         except PayloadTooLarge as exc:
             status, headers, out = error_response(exc)
             return Response(out, status_code=status, headers=headers)
+        scope = request.scope  # read straight from the ASGI scope: request.url parses the whole URL again
+        client = scope.get("client")
         status, headers, out = await self.api.handle(
-            request.method,
-            request.scope.get("raw_path", b"").decode("latin-1") or request.url.path,
+            scope["method"],
+            scope.get("raw_path", b"").decode("latin-1").partition("?")[0] or scope["path"],
             dict(request.headers),
             body,
-            request.client.host if request.client else None,
-            request.url.query,
+            client[0] if client else None,
+            scope.get("query_string", b"").decode("latin-1"),
         )
         return Response(out, status_code=status, headers=headers)
 

@@ -35,3 +35,5 @@ class WorkResult:
     batch_rows: int
     batch_requests: int
     node_id: str | None = None  # set when a pool on another node ran it
+    # The batch's first request: per-batch books (the energy anomaly detector) look at one request per batch.
+    batch_lead: bool = True

@@ -6,10 +6,17 @@ and its share of idle power, and nothing is counted twice), :class:`CarbonAccoun
 from the pool's region, PUE and hardware; unknown when the region has no intensity reading),
 ``cache.avoided.AvoidedEnergy`` (what a hit saved: active energy only), and sinks (the ledger, the
 metrics, the carbon budgets) that each take the finished :class:`AccountedRequest`.
+
+Sinks whose books only a scrape reads (Prometheus families, the anomaly detector) are
+:class:`BatchedSink`s: the accountant hands them requests in groups of up to ``FLUSH_EVERY`` (and
+whatever is pending at each scrape, :meth:`RequestAccountant.flush`), so they pay their label work
+once per group, not once per request. Sinks that decide the next request (the ledger's queue, the
+carbon budgets) stay per request.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol, Sequence
@@ -23,6 +30,9 @@ from models.card import ModelCard
 from routing.intensity.snapshot import IntensitySnapshot, IntensityView
 from routing.live import Execution, Route
 from routing.pools import PoolInfo
+
+FLUSH_EVERY = 256  # batched sinks see at most this many requests late between scrapes
+
 
 @dataclass(frozen=True)
 class ServedRequest:
@@ -63,6 +73,7 @@ class AccountedRequest:
     node_id: str | None = None
     rows: int = 1  # the request's own rows (inferences)
     slo_ms: float | None = None  # the latency SLO the router placed it under; None: the router's default
+    batch_lead: bool = True  # the first request of the batch it ran in (or it ran no model): per-batch books count it
 
     def parameters(self) -> dict[str, Any]:
         """The OIP response's ``parameters``: every figure with its unit and how it was obtained."""
@@ -104,6 +115,10 @@ class AccountingSink(Protocol):
     def record(self, accounted: AccountedRequest) -> None: ...
 
 
+class BatchedSink(Protocol):
+    def record_many(self, batch: Sequence[AccountedRequest]) -> None: ...
+
+
 class CarbonAccountant:
     """SCI carbon of a request's energy on the pool that served it, at the region's current intensity."""
 
@@ -128,14 +143,17 @@ class CarbonAccountant:
 class RequestAccountant:
     def __init__(self, attributor: EnergyAttributor, carbon: CarbonAccountant, placements: Callable[[PoolInfo], Placement],
                  avoided: AvoidedEnergy | None, record_avoided: Callable[..., None] | None,
-                 sinks: Sequence[AccountingSink], signal_type: str) -> None:
+                 sinks: Sequence[AccountingSink], signal_type: str, batched: Sequence[BatchedSink] = ()) -> None:
         self.attributor = attributor
         self.carbon = carbon
         self.placements = placements
         self.avoided = avoided
         self.record_avoided = record_avoided
         self.sinks = tuple(sinks)
+        self.batched = tuple(batched)
         self.signal_type = signal_type
+        self._pending: list[AccountedRequest] = []
+        self._pending_lock = threading.Lock()  # a scrape may flush from another thread
 
     def request_started(self) -> None:
         """The process's dynamic energy is request work while any request is in hand (else idle)."""
@@ -174,11 +192,26 @@ class RequestAccountant:
         )
         node_id = served.execution.result.node_id if served.execution is not None else None
         slo_ms = route.request.slo_ms if route.request is not None else None
+        lead = served.execution.result.batch_lead if served.execution is not None else True
         accounted = AccountedRequest(record, energy, carbon, view, placement, self.signal_type, node_id,
-                                     max(served.rows, 1), slo_ms)
+                                     max(served.rows, 1), slo_ms, lead)
         for sink in self.sinks:
             sink.record(accounted)
+        if self.batched:
+            with self._pending_lock:
+                self._pending.append(accounted)
+                full = len(self._pending) >= FLUSH_EVERY
+            if full:
+                self.flush()
         return accounted
+
+    def flush(self) -> None:
+        """Hand the batched sinks what is pending (called every ``FLUSH_EVERY`` requests and before each scrape)."""
+        with self._pending_lock:
+            pending, self._pending = self._pending, []
+        if pending:
+            for sink in self.batched:
+                sink.record_many(pending)
 
     def _avoided(self, served: ServedRequest, variant: str, energy: RequestEnergy, view: IntensityView, pue: float) -> None:
         model, rows = served.card.name, max(served.rows, 1)
@@ -206,14 +239,14 @@ class LedgerSink:
 
 
 class MetricsSink:
-    """Per-request energy and carbon counters, and the attributor's books at each scrape."""
+    """Energy and carbon counters per request (a batched sink), and the attributor's books at each scrape."""
 
     def __init__(self, metrics: EnergyMetrics, attributor: EnergyAttributor) -> None:
         self.metrics = metrics
         self.attributor = attributor
 
-    def record(self, accounted: AccountedRequest) -> None:
-        self.metrics.observe(accounted.record)
+    def record_many(self, batch: Sequence[AccountedRequest]) -> None:
+        self.metrics.observe_many(a.record for a in batch)
 
     def refresh(self) -> None:
         self.metrics.observe_attribution(self.attributor.totals())

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+from typing import Sequence
 
 import httpx
 
@@ -77,13 +78,21 @@ class AnomalySink:
         return sink
 
     def record(self, accounted: AccountedRequest) -> None:
-        r = accounted.record
-        event = self.detector.observe(EnergyObservation(
-            model=r.model, variant=r.variant, pool=r.pool, hardware=r.hardware, version=r.version,
-            batch_size=r.batch_size, rows=accounted.rows, active_j=accounted.energy.active_j, time_s=r.time_s,
-        ))
-        if event is not None:
-            self._report(event)
+        self.record_many((accounted,))
+
+    def record_many(self, batch: Sequence[AccountedRequest]) -> None:
+        """One observation per batch run: every request of a batch has the same J per inference, so the
+        batch's first request stands for it (a batched sink: see serving/accounting.py)."""
+        for accounted in batch:
+            if not accounted.batch_lead:
+                continue
+            r = accounted.record
+            event = self.detector.observe(EnergyObservation(
+                model=r.model, variant=r.variant, pool=r.pool, hardware=r.hardware, version=r.version,
+                batch_size=r.batch_size, rows=accounted.rows, active_j=accounted.energy.active_j, time_s=r.time_s,
+            ))
+            if event is not None:
+                self._report(event)
 
     def _report(self, event: AnomalyEvent) -> None:
         self.gauge.set(1.0 if event.state == "started" else 0.0, model=event.model, variant=event.variant, pool=event.pool)

@@ -30,6 +30,7 @@ from routing.pools import OipPool, PoolExecutor, PoolIdleAccount, PoolInfo, pool
 from routing.topology import load_topology
 from serving.accounting import (
     AccountingSink,
+    BatchedSink,
     BudgetSink,
     CarbonAccountant,
     LedgerSink,
@@ -96,6 +97,7 @@ class DataPlaneParts:
 
     def snapshot(self) -> dict:
         """This process's metrics, the attributor's books refreshed."""
+        self.dataplane.accountant.flush()  # the batched sinks' pending requests
         self.metrics_sink.refresh()
         for part in (self.state_gauges, self.anomaly_sink, self.tenant_sink, self.guard):
             if part is not None:
@@ -106,6 +108,7 @@ class DataPlaneParts:
         if self.guard is not None:
             self.guard.close()
         self.host.close()
+        self.dataplane.accountant.flush()
         self.metrics_sink.close()
         if self.anomaly_sink is not None:
             self.anomaly_sink.close()
@@ -216,15 +219,17 @@ def build_data_plane(
     budgets = TenantBudgets(auth.budgets, ledger_sink.ledger.tenant_carbon_g if ledger_sink is not None else None,
                             alert=budget_alert(auth.budgets.webhook_url, metrics))
     tenant_sink = TenantSink(metrics, budgets, keys.tenants, auth.max_tenant_labels)
-    sinks: list[AccountingSink] = [metrics_sink, BudgetSink(router.observe_carbon), TrafficSink(metrics, settings.routing.slo_ms),
-                                   tenant_sink]
-    if anomaly_sink is not None:
-        sinks.append(anomaly_sink)
+    # Per request: what the next request is judged by (budgets) and the ledger's queue. Batched: the
+    # books only a scrape reads (serving/accounting.py, "Sinks").
+    sinks: list[AccountingSink] = [BudgetSink(router.observe_carbon), tenant_sink]
     if ledger_sink is not None:
         sinks.append(ledger_sink)
+    batched: list[BatchedSink] = [metrics_sink, TrafficSink(metrics, settings.routing.slo_ms), tenant_sink]
+    if anomaly_sink is not None:
+        batched.append(anomaly_sink)
     accountant = RequestAccountant(
         attributor, CarbonAccountant(intensity, vcpus), lambda pool: placements[pool.name], avoided,
-        cache.record_avoided if cache is not None else None, sinks, settings.intensity.signal_type,
+        cache.record_avoided if cache is not None else None, sinks, settings.intensity.signal_type, batched,
     )
     host.load_startup()  # start-up energy until mark_ready(): never a request's
     if avoided is not None:

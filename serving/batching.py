@@ -88,8 +88,8 @@ class TensorBatchRunner:
         self.rows_seen += total
         self.batch_sizes[total] = self.batch_sizes.get(total, 0) + 1
         return [
-            WorkResult(outputs=o, energy=e, batch_rows=total, batch_requests=len(items))
-            for o, e in zip(split_rows(outputs, rows), energies)
+            WorkResult(outputs=o, energy=e, batch_rows=total, batch_requests=len(items), batch_lead=k == 0)
+            for k, (o, e) in enumerate(zip(split_rows(outputs, rows), energies))
         ]
 
     def close(self) -> None:

@@ -12,6 +12,7 @@ import itertools
 import string
 import time
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Protocol, TypeVar
 from urllib.parse import quote
@@ -64,6 +65,56 @@ class InferAnswer:
     parameters: dict[str, Any]  # energy, carbon, route and cache figures (README "Energy and carbon")
 
 
+@dataclass
+class _Parsed:
+    """A REST body already parsed and validated against ``loaded``, with its cache key per variant."""
+
+    loaded: LoadedVersion
+    request: InferRequest
+    requested: list[RequestedOutput]
+    wanted_variant: str | None
+    keys: dict[str, str]
+
+
+class BodyMemo:
+    """Byte-identical REST bodies that hit the prediction cache, parsed once: the next identical body
+    skips JSON parsing, validation and tensor hashing, so a repeated request costs close to a lookup.
+
+    Only bodies that have hit go in (a miss-only workload pays one dict lookup), each at most
+    ``max_body_bytes``; least recently used first out past ``max_entries`` or ``max_bytes``."""
+
+    def __init__(self, max_entries: int = 4096, max_bytes: int = 16 << 20, max_body_bytes: int = 64 << 10) -> None:
+        self.max_entries, self.max_bytes, self.max_body_bytes = max_entries, max_bytes, max_body_bytes
+        self._entries: OrderedDict[tuple, _Parsed] = OrderedDict()
+        self._bytes = 0
+
+    def get(self, key: tuple, loaded: LoadedVersion) -> _Parsed | None:
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        if entry.loaded is not loaded:  # the model was reloaded: its card may differ
+            self._drop(key)
+            return None
+        self._entries.move_to_end(key)
+        return entry
+
+    def put(self, key: tuple, entry: _Parsed) -> None:
+        size = len(key[-1])
+        if size > self.max_body_bytes or key in self._entries:
+            return
+        self._entries[key] = entry
+        self._bytes += size
+        while len(self._entries) > self.max_entries or self._bytes > self.max_bytes:
+            self._drop(next(iter(self._entries)))
+
+    def _drop(self, key: tuple) -> None:
+        del self._entries[key]
+        self._bytes -= len(key[-1])
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
 class Cache(Protocol):
     async def get_or_compute(self, key: str, compute: Callable[[], Awaitable[tuple[list[Tensor], Execution]]], *,
                              model: str, version: str) -> CacheOutcome: ...
@@ -80,6 +131,7 @@ class DataPlane:
         self.router = router
         self.accountant = accountant
         self.cache = cache
+        self.memo = BodyMemo() if cache is not None else None  # only a cache hit can skip the parse
         self._shed = (metrics or MetricsRegistry()).counter(
             "wattgate_shed_requests_total", "Requests answered 503 + Retry-After: every pool was past its bound", ("model",)
         )
@@ -139,7 +191,10 @@ class DataPlane:
     async def infer(self, name: str, version: str | None, body: bytes, headers: dict[str, str],
                     principal: Principal | None = None) -> tuple[bytes, dict[str, str]]:
         """OIP REST: the request body in; the response body and its headers out."""
-        return await self.serve(name, version, lambda: self.parse_rest(body, headers), _encode_rest, headers, principal)
+        memo_key = (name, version, headers.get("content-encoding"), headers.get("inference-header-content-length"), body) \
+            if self.memo is not None else None
+        return await self.serve(name, version, lambda: self.parse_rest(body, headers), _encode_rest, headers, principal,
+                                memo_key=memo_key)
 
     def check(self, name: str, version: str | None, body: bytes, headers: dict[str, str]) -> tuple[LoadedVersion, InferRequest]:
         """Validate an OIP REST body exactly as ``infer`` would (same errors), without running it:
@@ -151,16 +206,17 @@ class DataPlane:
 
     async def serve(self, name: str, version: str | None, parse: Callable[[], InferRequest],
                     encode: Callable[[InferAnswer], T], headers: dict[str, str], principal: Principal | None = None,
-                    *, deferrable: bool = False) -> T:
+                    *, deferrable: bool = False, memo_key: tuple | None = None) -> T:
         """One infer call for any front end: ``parse`` runs once the model is known (an unknown model is
         NotFound whatever the payload), ``encode`` while the request is still in hand (its CPU is request work).
         ``principal`` is the authenticated caller (its tenant goes to routing, the ledger and its budget).
 
-        ``deferrable``: a job's request, routed on spare capacity only (a full pool is not a shed request)."""
+        ``deferrable``: a job's request, routed on spare capacity only (a full pool is not a shed request).
+        ``memo_key``: the raw request (its last item the body bytes) for :class:`BodyMemo`; None: always parse."""
         # While a request is in hand, the replica's dynamic energy is request work; between requests it is idle.
         self.accountant.request_started()
         try:
-            return encode(await self._answer(name, version, parse, headers, principal or ANONYMOUS, deferrable))
+            return encode(await self._answer(name, version, parse, headers, principal or ANONYMOUS, deferrable, memo_key))
         except WattgateError as exc:
             if isinstance(exc, Overloaded) and not deferrable:  # shed: every pool past its bound
                 self._shed.inc(model=name)
@@ -185,12 +241,17 @@ class DataPlane:
         return requested, wanted_variant
 
     async def _answer(self, name: str, version: str | None, parse: Callable[[], InferRequest],
-                      headers: dict[str, str], principal: Principal, deferrable: bool = False) -> InferAnswer:
+                      headers: dict[str, str], principal: Principal, deferrable: bool = False,
+                      memo_key: tuple | None = None) -> InferAnswer:
         started = time.perf_counter()
         loaded = self.host.resolve(name, version)  # unknown model: 404 before reading the body
-        request = parse()
+        parsed = self.memo.get(memo_key, loaded) if memo_key is not None and self.memo is not None else None
+        if parsed is None:
+            request = parse()
+            requested, wanted_variant = self._validate(loaded, request)
+        else:  # this very body hit the cache before: parsed and validated then
+            request, requested, wanted_variant = parsed.request, parsed.requested, parsed.wanted_variant
         card = loaded.card
-        requested, wanted_variant = self._validate(loaded, request)
         tenant = principal.tenant
         budget = self.budgets.status(tenant, principal.limits, request.parameters.get("deferrable") is True) \
             if self.budgets is not None else None
@@ -216,8 +277,14 @@ class DataPlane:
 
         request_id = request.id or _client_request_id(headers) or f"{self._id_prefix}-{next(self._ids)}"
         if self.cache is not None:
-            key = cache_key(card.name, card.version, route.variant, output_names, request.inputs)
+            key = parsed.keys.get(route.variant) if parsed is not None else None
+            if key is None:
+                key = cache_key(card.name, card.version, route.variant, output_names, request.inputs)
+                if parsed is not None:
+                    parsed.keys[route.variant] = key
             outcome = await self.cache.get_or_compute(key, compute, model=card.name, version=card.version)
+            if outcome.status == "hit" and parsed is None and memo_key is not None:
+                self.memo.put(memo_key, _Parsed(loaded, request, requested, wanted_variant, {route.variant: key}))
             # Only the request that ran the model carries its batch's energy; hits and followers pay their own.
             outputs, cache_status = outcome.outputs, outcome.status
             execution = outcome.extra if outcome.computed else None

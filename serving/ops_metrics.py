@@ -11,7 +11,7 @@ its own carbon over the whole budget, so the sum is the gateway's use.
 from __future__ import annotations
 
 import re
-from typing import Callable, Mapping
+from typing import Callable, Mapping, Sequence
 
 from routing.intensity.snapshot import IntensitySnapshot
 from serving.accounting import AccountedRequest
@@ -57,19 +57,38 @@ class TrafficSink:
             "wattgate_slo_requests_total", "Requests by whether their latency met the SLO they were routed under",
             ("model", "pool", "slo"),
         )
+        self._kinds: dict[str | None, str] = {}  # route reason -> its bounded label
 
-    def record(self, accounted: AccountedRequest) -> None:
-        r = accounted.record
-        key = self.energy.key(model=r.model, variant=r.variant, pool=r.pool)
-        self.requests.inc(model=r.model, variant=r.variant, pool=r.pool, route=route_kind(r.route_reason))
-        self.energy.inc_key(key, r.energy_j)
-        self.carbon.inc_key(key, r.carbon_g or 0.0)
-        self.latency.observe(r.latency_ms / 1000.0, model=r.model, pool=r.pool)
-        slo_ms = accounted.slo_ms or self.default_slo_ms
-        met = "met" if r.latency_ms <= slo_ms else "missed"
-        self.slo.inc(model=r.model, pool=r.pool, slo=met)
-        # Both outcomes exist from the first request, so attainment (met / all) is never an empty query.
-        self.slo.inc(0.0, model=r.model, pool=r.pool, slo="missed" if met == "met" else "met")
+    def record_many(self, batch: Sequence[AccountedRequest]) -> None:
+        """A group of requests, summed per series first (a batched sink: see serving/accounting.py)."""
+        pools: dict[tuple[str, str, str], list] = {}
+        for a in batch:
+            r = a.record
+            key = (r.model, r.variant, r.pool)
+            g = pools.get(key)
+            if g is None:
+                g = pools[key] = [0.0, 0.0, {}, [], 0]  # J, gCO2e, route kind -> requests, latencies (s), SLO met
+            g[0] += r.energy_j
+            g[1] += r.carbon_g or 0.0
+            kind = self._kinds.get(r.route_reason)
+            if kind is None:
+                kind = route_kind(r.route_reason)
+                if len(self._kinds) < 1024:  # reasons name pools and policies: a small, bounded set
+                    self._kinds[r.route_reason] = kind
+            g[2][kind] = g[2].get(kind, 0) + 1
+            g[3].append(r.latency_ms / 1000.0)
+            if r.latency_ms <= (a.slo_ms or self.default_slo_ms):
+                g[4] += 1
+        for (model, variant, pool), (energy_j, carbon_g, kinds, latencies, met) in pools.items():
+            key = (model, variant, pool)
+            for kind, n in kinds.items():
+                self.requests.inc_key((model, variant, pool, kind), float(n))
+            self.energy.inc_key(key, energy_j)
+            self.carbon.inc_key(key, carbon_g)
+            self.latency.observe_many_key((model, pool), latencies)
+            # Both outcomes exist from the first request, so attainment (met / all) is never an empty query.
+            self.slo.inc_key((model, pool, "met"), float(met))
+            self.slo.inc_key((model, pool, "missed"), float(len(latencies) - met))
 
 
 class StateGauges:

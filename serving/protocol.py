@@ -279,6 +279,18 @@ _HEADER_NAMES = {
 _ASCII = str.maketrans({"≤": "<=", "≥": ">=", "\r": " ", "\n": " "})
 
 
+_reason_headers: dict[str, str] = {}  # route reason -> its header value; reasons come from a small set
+
+
+def _reason_header(reason: str) -> str:
+    value = _reason_headers.get(reason)
+    if value is None:
+        value = reason.translate(_ASCII).encode("ascii", "replace").decode("ascii")
+        if len(_reason_headers) < 4096:
+            _reason_headers[reason] = value
+    return value
+
+
 def parameter_headers(params: dict[str, Any]) -> dict[str, str]:
     """A response's key figures as headers too; header values must be single-line latin-1, so ASCII."""
     out = {}
@@ -289,7 +301,7 @@ def parameter_headers(params: dict[str, Any]) -> dict[str, str]:
         if isinstance(value, float):
             out[header] = f"{value:.6g}"
         elif key == "route_reason":  # the only free text
-            out[header] = value.translate(_ASCII).encode("ascii", "replace").decode("ascii")
+            out[header] = _reason_header(value)
         else:
             out[header] = str(value)
     return out

@@ -3,7 +3,7 @@ carbon budgets (what each request spent, and ``wattgate_budget_used_ratio{tenant
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Sequence
 
 from serving.accounting import AccountedRequest
 from tenants.budgets import TenantBudgets
@@ -41,13 +41,30 @@ class TenantSink:
         return OTHER_LABEL
 
     def record(self, accounted: AccountedRequest) -> None:
+        """Per request: the tenant's budget sees its carbon before the tenant's next request is judged."""
         r = accounted.record
-        label = self.label(r.tenant)
-        self._requests.inc(tenant=label)
-        self._energy.inc(r.energy_j, tenant=label)
-        if r.carbon_g is not None:
-            self._carbon.inc(r.carbon_g, tenant=label)
+        if r.carbon_g is not None and r.tenant is not None:
             self.budgets.add(r.tenant, r.carbon_g)
+
+    def record_many(self, batch: Sequence[AccountedRequest]) -> None:
+        """The tenant families, summed per tenant label first (a batched sink)."""
+        groups: dict[str | None, list] = {}
+        for a in batch:
+            r = a.record
+            g = groups.get(r.tenant)
+            if g is None:
+                g = groups[r.tenant] = [0, 0.0, 0.0, False]
+            g[0] += 1
+            g[1] += r.energy_j
+            if r.carbon_g is not None:
+                g[2] += r.carbon_g
+                g[3] = True
+        for tenant, (n, energy_j, carbon_g, known) in groups.items():
+            label = (self.label(tenant),)
+            self._requests.inc_key(label, float(n))
+            self._energy.inc_key(label, energy_j)
+            if known:
+                self._carbon.inc_key(label, carbon_g)
 
     def refresh(self) -> None:
         for tenant, ratio in self.budgets.used_ratios().items():

@@ -138,6 +138,7 @@ class LengthGroupedBatcher:
             energy=combine_energy([res.energy for res in results]),
             batch_rows=max(res.batch_rows for res in results),
             batch_requests=max(res.batch_requests for res in results),
+            batch_lead=results[0].batch_lead,
         )
 
     def _start_batches(self) -> None:
@@ -173,7 +174,8 @@ class LengthGroupedBatcher:
         self.calls += 1
         self.rows_seen += n
         self.batch_sizes[n] = self.batch_sizes.get(n, 0) + 1
-        return [WorkResult(outputs=o, energy=e, batch_rows=n, batch_requests=n) for o, e in zip(split_rows(outputs, sizes), energies)]
+        return [WorkResult(outputs=o, energy=e, batch_rows=n, batch_requests=n, batch_lead=k == 0)
+                for k, (o, e) in enumerate(zip(split_rows(outputs, sizes), energies))]
 
     def close(self) -> None:
         self._executor.shutdown(wait=False)

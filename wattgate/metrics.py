@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import threading
+from bisect import bisect_left
 from dataclasses import dataclass, field
 from typing import Iterable
 
@@ -94,6 +95,23 @@ class Histogram(_Child):
                     row[i] += 1
             row[-2] += value
             row[-1] += 1
+
+    def observe_many_key(self, key: LabelValues, values: Iterable[float]) -> None:
+        """Several observations of one series under one lock (a batch of requests' figures)."""
+        fam = self._family
+        buckets = fam.buckets
+        with self._registry._lock:
+            row = fam.series.get(key)
+            if row is None:
+                row = [0.0] * (len(buckets) + 2)
+                fam.series[key] = row
+            for value in values:
+                # Buckets are cumulative: every bucket from the first upper bound >= value counts it.
+                if value == value:  # NaN falls in no bucket, as in observe_key
+                    for i in range(bisect_left(buckets, value), len(buckets)):
+                        row[i] += 1
+                row[-2] += value
+                row[-1] += 1
 
     def count(self, **labels: str) -> float:
         row = self._family.series.get(self._key(labels))
