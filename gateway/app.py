@@ -18,7 +18,6 @@ from starlette.responses import Response
 from gateway.auth import check_exposure
 from gateway.autoscaling import autoscaling_config, control_store_name, scaled_pools
 from gateway.grpc_api import GrpcIngress
-from gateway.http import error_response
 from gateway.pool_worker import PoolWorker
 from gateway.wiring import build_gateway
 from routing.topology import load_topology
@@ -58,16 +57,11 @@ class Gateway(GrpcIngress):
 
     async def __call__(self, request: Request) -> Response:
         self._start_once()
-        try:
-            body = await _read_body(request, self.settings.server.max_request_bytes)
-        except PayloadTooLarge as exc:
-            status, headers, out = error_response(exc)
-            return Response(out, status_code=status, headers=headers)
         status, headers, out = await self.api.handle(
             request.method,
             request.scope.get("raw_path", b"").decode("latin-1") or request.url.path,
             dict(request.headers),
-            body,
+            lambda: _read_body(request, self.settings.server.max_request_bytes),  # read once the caller is admitted
             request.client.host if request.client else None,
             request.url.query,
         )

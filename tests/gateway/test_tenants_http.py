@@ -128,3 +128,57 @@ def test_openapi_is_built_from_the_route_table(parts):
     schema = copy.deepcopy(SCHEMAS["InferResponse"])
     schema["properties"]["parameters"] = SCHEMAS["ResponseParameters"]
     jsonschema.validate(answer, schema)
+
+
+def test_a_refused_request_reads_no_body(parts):
+    api = make_api(parts)
+    key, _ = new_key(api, tenant="team-e", rps=1, burst=1)
+    reads = []
+
+    async def read_body() -> bytes:
+        reads.append(len(BODY))
+        return BODY
+
+    def send(headers):
+        return asyncio.run(api.handle("POST", "/v2/models/digits/infer", headers, read_body, "127.0.0.1"))
+
+    assert send({})[0] == 401
+    assert send({"authorization": "Bearer wg_000000000000_" + "A" * 43})[0] == 401
+    assert send({"authorization": f"Bearer {key}"})[0] == 200
+    assert send({"authorization": f"Bearer {key}"})[0] == 429
+    assert reads == [len(BODY)]  # only the admitted request's body was read
+
+
+async def test_a_saturated_replica_queues_tenants_then_refuses_past_the_wait(make_plane):
+    parts = make_plane(auth={"mode": "required", "fair": {"capacity": 1, "max_wait_s": 0.2}})
+    api = make_api(parts)
+    from tenants.keys import KeyLimits
+
+    key_a = parts.keys.create("team-a", KeyLimits())[1]
+    key_b = parts.keys.create("team-b", KeyLimits())[1]
+    principal_a = parts.gate.authenticate(f"Bearer {key_a}", None, "127.0.0.1")
+    release = asyncio.Event()
+
+    async def hold():
+        async with parts.gate.admit(principal_a):
+            await release.wait()
+
+    holder = asyncio.create_task(hold())
+    await asyncio.sleep(0)
+    queued = asyncio.create_task(api.handle("POST", "/v2/models/digits/infer", {"authorization": f"Bearer {key_b}"},
+                                            BODY, "127.0.0.1"))
+    await asyncio.sleep(0.05)
+    assert not queued.done() and parts.gate.fair.waiting_for("team-b") == 1  # waiting, not refused
+    release.set()
+    await holder
+    assert (await queued)[0] == 200
+    # The slot held again past b's max wait: 429 with Retry-After, and the slot count comes back to 0.
+    release.clear()
+    holder = asyncio.create_task(hold())
+    await asyncio.sleep(0)
+    status, headers, body = await api.handle("POST", "/v2/models/digits/infer", {"authorization": f"Bearer {key_b}"},
+                                             BODY, "127.0.0.1")
+    assert status == 429 and int(headers["retry-after"]) >= 1 and "saturated" in json.loads(body)["error"]
+    release.set()
+    await holder
+    assert parts.gate.fair.in_use == 0
