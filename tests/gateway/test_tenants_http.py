@@ -182,3 +182,27 @@ async def test_a_saturated_replica_queues_tenants_then_refuses_past_the_wait(mak
     release.set()
     await holder
     assert parts.gate.fair.in_use == 0
+
+
+def test_rotate_over_the_admin_api_with_a_grace_period(parts):
+    api = make_api(parts)
+    first, key_id = new_key(api, tenant="team-g")
+    auth = lambda k: {"authorization": f"Bearer {k}"}  # noqa: E731
+    for bad in (b'{"grace_s": -1}', b'{"grace_s": "1h"}', b'{"grace": 5}', b"[]"):
+        assert call(api, "POST", f"/v2/admin/keys/{key_id}/rotate", bad)[0] == 400
+    status, _, doc = call(api, "POST", f"/v2/admin/keys/{key_id}/rotate", b'{"grace_s": 3600}')
+    assert status == 200 and len(doc["previous_secrets_expire_at"]) == 1
+    second = doc["key"]
+    assert call(api, "POST", "/v2/models/digits/infer", BODY, auth(first))[0] == 200  # in its grace period
+    assert call(api, "POST", "/v2/models/digits/infer", BODY, auth(second))[0] == 200
+    status, _, doc = call(api, "POST", f"/v2/admin/keys/{key_id}/rotate")  # no body: auth.rotation_grace_s, 0
+    third = doc["key"]
+    assert status == 200 and len(doc["previous_secrets_expire_at"]) == 1  # still the first's
+    assert call(api, "POST", "/v2/models/digits/infer", BODY, auth(second))[0] == 401  # no grace: at once
+    assert call(api, "POST", "/v2/models/digits/infer", BODY, auth(third))[0] == 200
+    shown = call(api, "GET", f"/v2/admin/keys/{key_id}")[2]
+    assert shown["previous_secrets_expire_at"] == doc["previous_secrets_expire_at"]
+    rotations = [e for e in parts.audit.entries() if e["action"].endswith("/rotate") and e["outcome"] == 200]
+    assert [e["grace_s"] for e in rotations] == [3600, 0]
+    text = parts.audit.path.read_text()
+    assert not any(k.split("_", 2)[2] in text for k in (first, second, third))
