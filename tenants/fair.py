@@ -95,6 +95,9 @@ class FairQueue:
         if not waiter.gone:
             waiter.gone = True
             self._drop(waiter.tenant)
+            if len(self._heap) > 2 * self.waiting + 64:  # mostly departed waiters: drop them
+                self._heap = [e for e in self._heap if not e[2].gone]
+                heapq.heapify(self._heap)
 
     def _drop(self, tenant: str) -> None:
         n = self._waiting[tenant] - 1

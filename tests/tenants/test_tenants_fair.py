@@ -163,3 +163,18 @@ async def test_requests_without_a_tenant_hold_slots_but_never_wait():
     fair.release()
     await waiter
     assert fair.in_use == 2
+
+
+async def test_departed_waiters_do_not_pile_up_under_sustained_saturation():
+    fair = FairQueue(capacity=1)
+    await fair.acquire("a")
+    stay = asyncio.create_task(fair.acquire("b"))
+    for _ in range(500):  # clients that queue and go away while b waits
+        t = asyncio.create_task(fair.acquire("c"))
+        await asyncio.sleep(0)
+        t.cancel()
+        await asyncio.gather(t, return_exceptions=True)
+    assert fair.waiting == 1 and len(fair._heap) <= 2 * fair.waiting + 64
+    fair.release()
+    await stay
+    assert fair.in_use == 1
