@@ -26,7 +26,8 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     export.add_argument("--format", choices=FORMATS, default=None, help="default: from --out's suffix, else csv")
     export.add_argument("--since-s", type=float, default=None, help="only records at or after this unix time")
 
-    summary = commands.add_parser("summary", help="energy and carbon totals, grouped")
+    summary = commands.add_parser(
+        "summary", help="energy and carbon totals, grouped, with the energy the cache avoided (estimated)")
     summary.add_argument("--db", default=DEFAULT_DB, help="ledger SQLite file (default %(default)s)")
     summary.add_argument("--since-s", type=float, default=None, help="only records at or after this unix time")
     summary.add_argument(
@@ -55,6 +56,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
         group_by = [g for g in args.group_by.split(",") if g]
         since_s, until_s = period_range(args.period) if getattr(args, "period", None) else (args.since_s, None)
         rows = ledger.totals(since_s=since_s, group_by=group_by, until_s=until_s)
+        add_cache_avoided(ledger, rows, group_by, since_s, until_s)
         accounts = ledger.accounts(since_s=since_s, until_s=until_s)  # start-up, and idle per autoscaled pool
         quality = quality_summary(ledger, args.since_s)
         if args.json:
@@ -85,6 +87,43 @@ def period_range(period: str) -> tuple[float, float]:
     except ValueError:
         raise BadRequest(f"--period must be YYYY-MM or YYYY-MM-DD, got {period!r}") from None
     return start.timestamp(), end.timestamp()
+
+
+def add_cache_avoided(ledger: EnergyLedger, rows: list[dict], group_by: list[str], since_s: float | None,
+                      until_s: float | None) -> None:
+    """Adds ``energy_avoided_j_est`` to each summary row: the active energy its cache hits avoided.
+
+    Modelled, not measured: a ledger row records what a hit cost, not what it saved. Each hit is priced
+    at the mean active J per computed request (miss, bypass, off) of the same model variant in the
+    period (else in the whole ledger), less the hit's own active J; idle power is spent either way.
+    Hits of a variant never computed cannot be priced: ``cache_hits_unpriced`` counts them.
+    """
+    def cost_per_request(since: float | None, until: float | None) -> dict[tuple, float]:
+        books: dict[tuple, tuple[float, int]] = {}
+        for r in ledger.totals(since_s=since, group_by=("model", "variant", "cache"), until_s=until):
+            if r["cache"] != "hit":
+                j, n = books.get((r["model"], r["variant"]), (0.0, 0))
+                books[(r["model"], r["variant"])] = (j + r["active_j"], n + r["requests"])
+        return {k: j / n for k, (j, n) in books.items() if n}
+
+    detail_by = tuple(dict.fromkeys([*group_by, "model", "variant", "cache"]))
+    hits = [r for r in ledger.totals(since_s=since_s, group_by=detail_by, until_s=until_s) if r["cache"] == "hit"]
+    cost = cost_per_request(since_s, until_s) if hits else {}
+    if any((r["model"], r["variant"]) not in cost for r in hits):
+        cost = {**cost_per_request(None, None), **cost}
+    avoided_j: dict[tuple, float] = {}
+    unpriced: dict[tuple, int] = {}
+    for r in hits:
+        key = tuple(r[g] for g in group_by)
+        per_request_j = cost.get((r["model"], r["variant"]))
+        if per_request_j is None:
+            unpriced[key] = unpriced.get(key, 0) + r["requests"]
+        else:
+            avoided_j[key] = avoided_j.get(key, 0.0) + max(0.0, per_request_j * r["requests"] - r["active_j"])
+    for row in rows:
+        key = tuple(row[g] for g in group_by)
+        row["energy_avoided_j_est"] = avoided_j.get(key, 0.0)
+        row["cache_hits_unpriced"] = unpriced.get(key, 0)
 
 
 def quality_summary(ledger: EnergyLedger, since_s: float | None = None) -> list[dict]:

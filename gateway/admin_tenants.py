@@ -11,7 +11,7 @@ from urllib.parse import parse_qs
 from gateway.admin import json_response as _json
 from gateway.routes import Route
 from tenants.audit import AuditLog
-from tenants.keys import KeyLimits, KeyStore
+from tenants.keys import KeyLimits, KeyStore, check_grace
 from wattgate.errors import BadRequest
 
 
@@ -48,10 +48,15 @@ def key_routes(keys: KeyStore, audit: AuditLog | None) -> list[Route]:
             note.update(key_id=key_id[:32], fields=sorted(doc)[:16])
         return _json(200, keys.update_limits(key_id, doc).public())
 
-    async def rotate(key_id, note=None, **_):
+    async def rotate(key_id, body=b"", note=None, **_):
+        doc = _body(body)
+        unknown = set(doc) - {"grace_s"}
+        if unknown:
+            raise BadRequest(f"unknown fields {sorted(unknown)[:8]}; send {{\"grace_s\": SECONDS}} or nothing")
+        grace_s = check_grace(doc["grace_s"]) if "grace_s" in doc else keys.rotation_grace_s
         if note is not None:
-            note.update(key_id=key_id[:32])
-        record, key = keys.rotate(key_id)
+            note.update(key_id=key_id[:32], grace_s=grace_s)
+        record, key = keys.rotate(key_id, grace_s)
         return _json(200, {"key": key, **record.public()})
 
     async def revoke(key_id, note=None, **_):
@@ -75,7 +80,9 @@ def key_routes(keys: KeyStore, audit: AuditLog | None) -> list[Route]:
         Route("GET", "/v2/admin/keys/{key_id}", show, "admin", "One API key's record"),
         Route("PATCH", "/v2/admin/keys/{key_id}", change, "admin", "Change a key's limits or carbon budget",
               request="KeyLimits"),
-        Route("POST", "/v2/admin/keys/{key_id}/rotate", rotate, "admin", "A new secret for a key; the old one stops working"),
+        Route("POST", "/v2/admin/keys/{key_id}/rotate", rotate, "admin",
+              "A new secret for a key, valid at once; the old one works grace_s more seconds (default auth.rotation_grace_s)",
+              request="KeyRotate"),
         Route("POST", "/v2/admin/keys/{key_id}/revoke", revoke, "admin", "Revoke a key"),
         Route("GET", "/v2/admin/audit", audit_log, "admin", "The audit log of admin actions",
               query=(("since_s", "only entries at or after this unix time"),)),

@@ -18,7 +18,6 @@ from starlette.responses import Response
 from gateway.auth import check_exposure
 from gateway.autoscaling import autoscaling_config, control_store_name, scaled_pools
 from gateway.grpc_api import GrpcIngress
-from gateway.http import error_response
 from gateway.pool_worker import PoolWorker
 from gateway.wiring import build_gateway
 from routing.topology import load_topology
@@ -58,18 +57,13 @@ class Gateway(GrpcIngress):
 
     async def __call__(self, request: Request) -> Response:
         self._start_once()
-        try:
-            body = await _read_body(request, self.settings.server.max_request_bytes)
-        except PayloadTooLarge as exc:
-            status, headers, out = error_response(exc)
-            return Response(out, status_code=status, headers=headers)
         scope = request.scope  # read straight from the ASGI scope: request.url parses the whole URL again
         client = scope.get("client")
         status, headers, out = await self.api.handle(
             scope["method"],
             scope.get("raw_path", b"").decode("latin-1").partition("?")[0] or scope["path"],
             dict(request.headers),
-            body,
+            lambda: _read_body(request, self.settings.server.max_request_bytes),  # read once the caller is admitted
             client[0] if client else None,
             scope.get("query_string", b"").decode("latin-1"),
         )

@@ -25,6 +25,7 @@ from wattgate.errors import Forbidden, NotFound, Unauthorized, Unavailable, Watt
 log = logging.getLogger("wattgate.http")
 
 Response = tuple[int, dict[str, str], bytes]
+BodyReader = Callable[[], Awaitable[bytes]]
 _MODEL = "/v2/models/{name}[/versions/{version}]"
 
 
@@ -82,8 +83,11 @@ class HttpApi:
         self._openapi_doc: bytes | None = None
 
     async def handle(
-        self, method: str, path: str, headers: dict[str, str], body: bytes, client_host: str | None, query: str = ""
+        self, method: str, path: str, headers: dict[str, str], body: bytes | BodyReader, client_host: str | None,
+        query: str = "",
     ) -> Response:
+        """``body`` is the bytes, or a reader that is awaited only once the caller is admitted: a request
+        refused for its key, rate or the tenant's share costs no body read."""
         try:
             for route in self.routes:
                 match = route.pattern.fullmatch(path)
@@ -92,14 +96,16 @@ class HttpApi:
                 # Segments are matched percent-encoded and decoded one by one, so an encoded "/" stays
                 # inside its segment and reaches the name check instead of re-shaping the path.
                 groups = [unquote(g) if g is not None else None for g in match.groups()]
-                if route.access == "admin":
-                    return await self._admin(route, groups, headers, body, client_host, query)
                 if route.access == "tenant":
                     principal = self.gate.authenticate(headers.get("authorization"), headers.get("x-tenant"),
                                                        client_host, model=groups[0])
                     if route.handler == self._infer:
                         async with self.gate.admit(principal):
+                            body = body if isinstance(body, bytes) else await body()
                             return await self._infer(*groups, headers=headers, body=body, principal=principal)
+                body = body if isinstance(body, bytes) else await body()
+                if route.access == "admin":
+                    return await self._admin(route, groups, headers, body, client_host, query)
                 return await route.handler(*groups, headers=headers, body=body, query=query)
             if any(r.pattern.fullmatch(path) for r in self.routes):
                 return _json(405, {"error": f"method {method} not allowed on {path}"})

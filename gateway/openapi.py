@@ -89,6 +89,8 @@ SCHEMAS = {
     "KeyLimits": {"type": "object", "properties": _LIMITS, "additionalProperties": False},
     "KeyCreate": {"type": "object", "required": ["tenant"], "additionalProperties": False,
                   "properties": {"tenant": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"}, **_LIMITS}},
+    "KeyRotate": {"type": "object", "additionalProperties": False,
+                  "properties": {"grace_s": {"type": "number", "minimum": 0, "maximum": 30 * 86400}}},
 }
 
 _RETRY_AFTER = {"Retry-After": {"description": "seconds until a retry may succeed", "schema": {"type": "integer"}}}

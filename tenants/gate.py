@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from typing import AsyncIterator
 
 from tenants.keys import KeyLimits, KeyStore, check_tenant, parse_bearer
-from tenants.limits import FairShare, Limiter
+from tenants.fair import FairQueue
+from tenants.limits import Limiter
 from tenants.settings import AuthSettings
 from wattgate.errors import BadRequest, Forbidden, Unauthorized
 
@@ -44,7 +45,7 @@ def _networks(entries: list[str]) -> list:
 
 
 class TenantGate:
-    def __init__(self, settings: AuthSettings, keys: KeyStore | None, limiter: Limiter, fair: FairShare) -> None:
+    def __init__(self, settings: AuthSettings, keys: KeyStore | None, limiter: Limiter, fair: FairQueue) -> None:
         self.settings = settings
         self.keys = keys
         self.limiter = limiter
@@ -85,22 +86,25 @@ class TenantGate:
 
     @asynccontextmanager
     async def admit(self, principal: Principal) -> AsyncIterator[None]:
-        """Holds the tenant's place (rate token, in-flight slot, fair share) for one request."""
+        """Holds the tenant's place for one request: a rate token and an in-flight slot (refused at
+        once when over), then a slot of this replica (queued in weighted fair order when saturated)."""
         if principal.tenant is None:
-            yield
+            await self.fair.acquire(None)
+            try:
+                yield
+            finally:
+                self.fair.release()
             return
         limits = principal.limits or KeyLimits()
-        self.fair.enter(principal.tenant, limits.weight)
         slot = f"{_SLOT_PREFIX}-{next(_slots)}"  # unique across replicas, for Redis's in-flight set
+        await self.limiter.acquire(principal.tenant, limits, slot)
         try:
-            await self.limiter.acquire(principal.tenant, limits, slot)
-        except BaseException:
-            self.fair.leave(principal.tenant)
-            raise
-        try:
-            yield
+            await self.fair.acquire(principal.tenant, limits.weight)
+            try:
+                yield
+            finally:
+                self.fair.release()
         finally:
-            self.fair.leave(principal.tenant)
             await self.limiter.release(principal.tenant, limits, slot)
 
 
@@ -108,4 +112,5 @@ def build_gate(settings: AuthSettings, keys: KeyStore | None) -> TenantGate:
     from tenants.limits import LocalLimiter, RedisLimiter
 
     limiter = RedisLimiter(settings.redis_url, settings.redis_prefix) if settings.redis_url else LocalLimiter()
-    return TenantGate(settings, keys, limiter, FairShare(settings.replica_capacity))
+    fair = FairQueue(settings.fair.capacity, settings.fair.max_queue_per_tenant, settings.fair.max_wait_s)
+    return TenantGate(settings, keys, limiter, fair)

@@ -3,9 +3,11 @@
 A key reads ``wg_<key id>_<secret>``. The key id (12 hex digits) is not secret: it finds the record
 and is the only part that ever appears in logs, metrics, errors or the audit log. The secret (32
 random bytes) is stored as ``sha256(salt + secret)`` with a random salt per key; a 256-bit random
-secret needs no slow hash. The store is a JSON file in the state directory (written to a temp file
-and renamed, under a lock) or a Redis hash; each process keeps a copy it reloads when the store
-changes, checked at most every ``refresh_s``, so a key revoked on one replica stops working on all.
+secret needs no slow hash. A rotated key may keep its previous secret for a grace period (its own
+salt, hash and expiry), so callers switch without an outage. The store is a JSON file in the state
+directory (written to a temp file and renamed, under a lock) or a Redis hash; each process keeps a
+copy it reloads when the store changes, checked at most every ``refresh_s``, so a key revoked on one
+replica stops working on all.
 """
 
 from __future__ import annotations
@@ -88,6 +90,25 @@ class KeyLimits:
         return cls(**{**doc, "models": tuple(models) if models is not None else None})
 
 
+MAX_GRACE_S = 30 * 86400.0
+
+
+def check_grace(grace_s: Any) -> float:
+    ok = isinstance(grace_s, (int, float)) and not isinstance(grace_s, bool) and math.isfinite(grace_s)
+    if not ok or not 0 <= grace_s <= MAX_GRACE_S:
+        raise BadRequest(f"grace_s must be a number of seconds from 0 to {MAX_GRACE_S:g}, got {grace_s!r}")
+    return float(grace_s)
+
+
+@dataclass(frozen=True)
+class PreviousSecret:
+    """A rotated key's old secret, still accepted until ``expires_at`` (unix seconds)."""
+
+    salt: str
+    hash: str
+    expires_at: float
+
+
 @dataclass(frozen=True)
 class KeyRecord:
     key_id: str
@@ -98,15 +119,17 @@ class KeyRecord:
     created_at: float = 0.0
     rotated_at: float | None = None
     revoked_at: float | None = None
+    previous: tuple[PreviousSecret, ...] = ()  # old secrets in their rotation grace period
 
     @property
     def active(self) -> bool:
         return self.revoked_at is None
 
     def public(self) -> dict:
-        """Everything but the salt and hash: what list/show and the admin API print."""
+        """Everything but the salts and hashes: what list/show and the admin API print."""
         return {"key_id": self.key_id, "tenant": self.tenant, "active": self.active, "created_at": self.created_at,
                 "rotated_at": self.rotated_at, "revoked_at": self.revoked_at,
+                "previous_secrets_expire_at": [p.expires_at for p in self.previous],
                 **{k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self.limits).items()}}
 
     def to_json(self) -> dict:
@@ -116,7 +139,8 @@ class KeyRecord:
 
     @classmethod
     def from_json(cls, doc: dict) -> "KeyRecord":
-        return cls(**{**doc, "limits": KeyLimits.from_dict(doc.get("limits") or {})})
+        return cls(**{**doc, "limits": KeyLimits.from_dict(doc.get("limits") or {}),
+                      "previous": tuple(PreviousSecret(**p) for p in doc.get("previous") or ())})
 
 
 def _digest(salt: bytes, secret: str) -> str:
@@ -230,10 +254,11 @@ class RedisKeyBackend:
 class KeyStore:
     """Issues, checks, rotates and revokes keys over a backend, with a cached copy for the hot path."""
 
-    def __init__(self, backend: KeyBackend, refresh_s: float = 1.0, clock=time.time) -> None:
+    def __init__(self, backend: KeyBackend, refresh_s: float = 1.0, clock=time.time, rotation_grace_s: float = 0.0) -> None:
         self.backend = backend
         self.refresh_s = refresh_s
         self.clock = clock
+        self.rotation_grace_s = check_grace(rotation_grace_s)  # rotate()'s default
         self._lock = threading.Lock()
         self._records: dict[str, KeyRecord] = {}
         self._version: str | None = None
@@ -256,7 +281,13 @@ class KeyStore:
         expected = record.hash if record is not None else "0" * 64
         # Compared in constant time whether or not the id exists.
         ok = hmac.compare_digest(_digest(salt, secret).encode(), expected.encode())
-        if record is None or not ok:
+        now, old, expired = self.clock(), False, False
+        for prev in record.previous if record is not None else ():  # a rotated secret in its grace period
+            match = hmac.compare_digest(_digest(bytes.fromhex(prev.salt), secret).encode(), prev.hash.encode())
+            old, expired = old or (match and prev.expires_at > now), expired or (match and prev.expires_at <= now)
+        if record is not None and expired and not (ok or old):
+            raise Unauthorized(f"API key {key_id} was rotated and this secret's grace period is over")
+        if record is None or not (ok or old):
             raise Unauthorized("invalid API key")
         if not record.active:
             raise Unauthorized(f"API key {key_id} is revoked")
@@ -283,14 +314,20 @@ class KeyStore:
             raise NotFound(f"no API key {key_id[:32]!r}")
         return record
 
-    def rotate(self, key_id: str) -> tuple[KeyRecord, str]:
-        """A new secret for the same key id (and limits); the old one stops working at once."""
+    def rotate(self, key_id: str, grace_s: float | None = None) -> tuple[KeyRecord, str]:
+        """A new secret for the same key id (and limits), valid at once; the old one keeps working for
+        ``grace_s`` more seconds (default ``rotation_grace_s``; 0: it stops at once), then is refused."""
+        grace_s = self.rotation_grace_s if grace_s is None else check_grace(grace_s)
         secret, salt, digest = _new_secret()
 
         def change(old):
             if old is None or not old.active:
                 raise NotFound(f"no active API key {key_id[:32]!r}")
-            return dataclasses.replace(old, salt=salt.hex(), hash=digest, rotated_at=self.clock())
+            now = self.clock()
+            previous = tuple(p for p in old.previous if p.expires_at > now)
+            if grace_s > 0:
+                previous += (PreviousSecret(old.salt, old.hash, now + grace_s),)
+            return dataclasses.replace(old, salt=salt.hex(), hash=digest, rotated_at=now, previous=previous)
 
         record = self.backend.update(key_id, change)
         self.records(force=True)
@@ -325,6 +362,7 @@ class KeyStore:
 
 def make_key_store(settings, state_dir: Path) -> KeyStore:
     """The key store the settings name: Redis when ``auth.redis_url`` is set, else the JSON file."""
+    grace_s = settings.rotation_grace_s
     if settings.redis_url:
-        return KeyStore(RedisKeyBackend(settings.redis_url, settings.redis_prefix))
-    return KeyStore(FileKeyBackend(settings.in_state_dir(settings.keys_file, state_dir)))
+        return KeyStore(RedisKeyBackend(settings.redis_url, settings.redis_prefix), rotation_grace_s=grace_s)
+    return KeyStore(FileKeyBackend(settings.in_state_dir(settings.keys_file, state_dir)), rotation_grace_s=grace_s)

@@ -1,5 +1,5 @@
 """Quotas per tenant: a token bucket (requests/s, burst) and a cap on requests in flight, in-process or
-shared by every ingress replica through Redis; and weighted fair shares of a saturated replica.
+shared by every ingress replica through Redis. (Weighted sharing of a saturated replica: ``tenants/fair.py``.)
 
 Redis does a tenant's whole check in one Lua script on Redis's own clock (``TIME``), so replicas
 never race or disagree about time. In-flight requests are members of a sorted set scored by their
@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 from tenants.keys import KeyLimits
@@ -176,41 +176,3 @@ class RedisLimiter:
 
     async def close(self) -> None:
         await self._redis.aclose()
-
-
-@dataclass
-class FairShare:
-    """Weighted sharing of one replica once it is saturated (``capacity`` requests in flight).
-
-    Below capacity every admitted request enters (first come, first served). At or past it, a
-    tenant enters only while it holds fewer than its share, capacity x its weight / the weights of
-    the tenants in flight (its own included): a tenant that floods is held to its share and a light
-    tenant still gets in, instead of queueing behind the flood.
-    """
-
-    capacity: int
-    in_flight: dict[str, int] = field(default_factory=dict)
-    weights: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def total(self) -> int:
-        return sum(self.in_flight.values())
-
-    def share(self, tenant: str, weight: float) -> float:
-        active = {t: self.weights.get(t, 1.0) for t, n in self.in_flight.items() if n > 0}
-        active[tenant] = weight
-        return self.capacity * weight / sum(active.values())
-
-    def enter(self, tenant: str, weight: float) -> None:
-        mine = self.in_flight.get(tenant, 0)
-        if self.total >= self.capacity and mine >= self.share(tenant, weight):
-            raise _refuse(tenant, f"the gateway is saturated and this tenant holds its fair share ({mine} in flight)", 1.0)
-        self.in_flight[tenant] = mine + 1
-        self.weights[tenant] = weight
-
-    def leave(self, tenant: str) -> None:
-        n = self.in_flight.get(tenant, 0) - 1
-        if n > 0:
-            self.in_flight[tenant] = n
-        else:
-            self.in_flight.pop(tenant, None)

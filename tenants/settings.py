@@ -27,6 +27,17 @@ class BudgetActions(BaseModel):
         return sorted(v)
 
 
+class FairSettings(BaseModel):
+    """Weighted fair admission per ingress replica (``tenants/fair.py``)."""
+
+    # Requests in flight on one replica before tenants queue and share it by key weight. Keep it
+    # below server.max_ongoing_requests, or Serve queues first (first come, first served).
+    capacity: int = Field(64, ge=1)
+    # A tenant's waiting requests, and how long one waits, before 429 + Retry-After.
+    max_queue_per_tenant: int = Field(64, ge=0)
+    max_wait_s: float = Field(10.0, gt=0, le=600)
+
+
 class AuthSettings(BaseModel):
     # off: no credential needed (the tenant is unknown); optional: a key, when sent, must be valid and
     # names the tenant; required: every model call needs a valid key.
@@ -40,8 +51,9 @@ class AuthSettings(BaseModel):
     keys_file: Path = Path("keys.json")
     redis_url: str | None = None  # also shares rate and concurrency limits across ingress replicas
     redis_prefix: str = "wattgate:tenants"
-    # Saturation: past this many requests in flight on a replica, tenants share it by key weight.
-    replica_capacity: int = Field(64, ge=1)
+    fair: FairSettings = FairSettings()
+    # `keys rotate` without --grace / grace_s: how long a rotated key's previous secret still works.
+    rotation_grace_s: float = Field(0.0, ge=0)
     # /metrics tenant label: tenants with keys, up to this many; the rest fold into "other".
     max_tenant_labels: int = Field(50, ge=1, le=1000)
     audit_file: Path = Path("audit.jsonl")

@@ -128,3 +128,81 @@ def test_openapi_is_built_from_the_route_table(parts):
     schema = copy.deepcopy(SCHEMAS["InferResponse"])
     schema["properties"]["parameters"] = SCHEMAS["ResponseParameters"]
     jsonschema.validate(answer, schema)
+
+
+def test_a_refused_request_reads_no_body(parts):
+    api = make_api(parts)
+    key, _ = new_key(api, tenant="team-e", rps=1, burst=1)
+    reads = []
+
+    async def read_body() -> bytes:
+        reads.append(len(BODY))
+        return BODY
+
+    def send(headers):
+        return asyncio.run(api.handle("POST", "/v2/models/digits/infer", headers, read_body, "127.0.0.1"))
+
+    assert send({})[0] == 401
+    assert send({"authorization": "Bearer wg_000000000000_" + "A" * 43})[0] == 401
+    assert send({"authorization": f"Bearer {key}"})[0] == 200
+    assert send({"authorization": f"Bearer {key}"})[0] == 429
+    assert reads == [len(BODY)]  # only the admitted request's body was read
+
+
+async def test_a_saturated_replica_queues_tenants_then_refuses_past_the_wait(make_plane):
+    parts = make_plane(auth={"mode": "required", "fair": {"capacity": 1, "max_wait_s": 0.2}})
+    api = make_api(parts)
+    from tenants.keys import KeyLimits
+
+    key_a = parts.keys.create("team-a", KeyLimits())[1]
+    key_b = parts.keys.create("team-b", KeyLimits())[1]
+    principal_a = parts.gate.authenticate(f"Bearer {key_a}", None, "127.0.0.1")
+    release = asyncio.Event()
+
+    async def hold():
+        async with parts.gate.admit(principal_a):
+            await release.wait()
+
+    holder = asyncio.create_task(hold())
+    await asyncio.sleep(0)
+    queued = asyncio.create_task(api.handle("POST", "/v2/models/digits/infer", {"authorization": f"Bearer {key_b}"},
+                                            BODY, "127.0.0.1"))
+    await asyncio.sleep(0.05)
+    assert not queued.done() and parts.gate.fair.waiting_for("team-b") == 1  # waiting, not refused
+    release.set()
+    await holder
+    assert (await queued)[0] == 200
+    # The slot held again past b's max wait: 429 with Retry-After, and the slot count comes back to 0.
+    release.clear()
+    holder = asyncio.create_task(hold())
+    await asyncio.sleep(0)
+    status, headers, body = await api.handle("POST", "/v2/models/digits/infer", {"authorization": f"Bearer {key_b}"},
+                                             BODY, "127.0.0.1")
+    assert status == 429 and int(headers["retry-after"]) >= 1 and "saturated" in json.loads(body)["error"]
+    release.set()
+    await holder
+    assert parts.gate.fair.in_use == 0
+
+
+def test_rotate_over_the_admin_api_with_a_grace_period(parts):
+    api = make_api(parts)
+    first, key_id = new_key(api, tenant="team-g")
+    auth = lambda k: {"authorization": f"Bearer {k}"}  # noqa: E731
+    for bad in (b'{"grace_s": -1}', b'{"grace_s": "1h"}', b'{"grace": 5}', b"[]"):
+        assert call(api, "POST", f"/v2/admin/keys/{key_id}/rotate", bad)[0] == 400
+    status, _, doc = call(api, "POST", f"/v2/admin/keys/{key_id}/rotate", b'{"grace_s": 3600}')
+    assert status == 200 and len(doc["previous_secrets_expire_at"]) == 1
+    second = doc["key"]
+    assert call(api, "POST", "/v2/models/digits/infer", BODY, auth(first))[0] == 200  # in its grace period
+    assert call(api, "POST", "/v2/models/digits/infer", BODY, auth(second))[0] == 200
+    status, _, doc = call(api, "POST", f"/v2/admin/keys/{key_id}/rotate")  # no body: auth.rotation_grace_s, 0
+    third = doc["key"]
+    assert status == 200 and len(doc["previous_secrets_expire_at"]) == 1  # still the first's
+    assert call(api, "POST", "/v2/models/digits/infer", BODY, auth(second))[0] == 401  # no grace: at once
+    assert call(api, "POST", "/v2/models/digits/infer", BODY, auth(third))[0] == 200
+    shown = call(api, "GET", f"/v2/admin/keys/{key_id}")[2]
+    assert shown["previous_secrets_expire_at"] == doc["previous_secrets_expire_at"]
+    rotations = [e for e in parts.audit.entries() if e["action"].endswith("/rotate") and e["outcome"] == 200]
+    assert [e["grace_s"] for e in rotations] == [3600, 0]
+    text = parts.audit.path.read_text()
+    assert not any(k.split("_", 2)[2] in text for k in (first, second, third))

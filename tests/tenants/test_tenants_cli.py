@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -22,16 +23,27 @@ def test_keys_create_list_rotate_revoke_and_audit(tmp_path, monkeypatch, capsys)
     assert main(["keys", "list", "--json"]) == 0
     (listed,) = json.loads(capsys.readouterr().out)
     assert listed["key_id"] == key_id and listed["models"] == ["digits"] and listed["budget_period"] == "week"
-    assert main(["keys", "rotate", key_id]) == 0
-    assert capsys.readouterr().out.strip() != key
+    assert main(["keys", "rotate", key_id, "--grace", "1h"]) == 0
+    rotated = capsys.readouterr().out.strip()
+    assert rotated != key
+    assert main(["keys", "list"]) == 0
+    assert "previous-secret-until=" in capsys.readouterr().out
+    assert main(["keys", "show", key_id]) == 0
+    (expires_at,) = json.loads(capsys.readouterr().out)["previous_secrets_expire_at"]
+    assert 3590 < expires_at - time.time() <= 3600
+    with pytest.raises(SystemExit):
+        main(["keys", "rotate", key_id, "--grace", "soon"])  # argparse refuses it
+    capsys.readouterr()
     assert main(["keys", "revoke", key_id]) == 0
     assert main(["keys", "show", key_id]) == 0
     assert json.loads(capsys.readouterr().out.split("\n", 1)[1])["active"] is False
     assert main(["audit", "--json"]) == 0
     entries = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [e["action"] for e in entries] == ["keys create", "keys rotate", "keys revoke"]
+    assert entries[1]["grace_s"] == 3600
     assert all(e["key_id"] == key_id and e["who"].startswith("cli:") for e in entries)
-    assert key.split("_", 2)[2] not in (tmp_path / "audit.jsonl").read_text() + (tmp_path / "keys.json").read_text()
+    for secret in (key.split("_", 2)[2], rotated.split("_", 2)[2]):
+        assert secret not in (tmp_path / "audit.jsonl").read_text() + (tmp_path / "keys.json").read_text()
     assert main(["keys", "create", "--tenant", "x", "--budget-g", "-1"]) == 2  # refused, readable error
 
 

@@ -48,6 +48,67 @@ def test_rotate_replaces_the_secret(tmp_path):
     assert keys.verify(*parse_bearer(f"Bearer {new}")).key_id == record.key_id
 
 
+def test_rotate_with_a_grace_period_keeps_the_old_secret_until_it_ends(tmp_path):
+    now = [1000.0]
+    keys = KeyStore(FileKeyBackend(tmp_path / "keys.json"), refresh_s=0, clock=lambda: now[0])
+    record, first = keys.create("team-g", KeyLimits())
+    rotated, second = keys.rotate(record.key_id, grace_s=3600)
+    assert rotated.public()["previous_secrets_expire_at"] == [4600.0] and rotated.rotated_at == 1000.0
+    for key in (first, second):  # the new one at once, the old one still
+        assert keys.verify(*parse_bearer(f"Bearer {key}")).key_id == record.key_id
+    # Another process (or a restart) reads the old secret's expiry from the store.
+    other = KeyStore(FileKeyBackend(tmp_path / "keys.json"), refresh_s=0, clock=lambda: now[0])
+    assert other.verify(*parse_bearer(f"Bearer {first}")).tenant == "team-g"
+    assert first.split("_", 2)[2] not in (tmp_path / "keys.json").read_text()
+    now[0] = 4600.0  # the grace period is over
+    with pytest.raises(Unauthorized, match="grace period is over"):
+        keys.verify(*parse_bearer(f"Bearer {first}"))
+    assert keys.verify(*parse_bearer(f"Bearer {second}")).key_id == record.key_id
+    # Rotating again drops expired secrets and keeps the one in its grace; revoking ends every secret.
+    now[0] = 5000.0
+    again, third = keys.rotate(record.key_id, grace_s=60)
+    assert again.public()["previous_secrets_expire_at"] == [5060.0]
+    assert keys.verify(*parse_bearer(f"Bearer {second}")) and keys.verify(*parse_bearer(f"Bearer {third}"))
+    keys.revoke(record.key_id)
+    for key in (second, third):
+        with pytest.raises(Unauthorized, match="revoked"):
+            keys.verify(*parse_bearer(f"Bearer {key}"))
+
+
+def test_rotation_grace_defaults_from_settings_and_bad_values_are_refused(tmp_path):
+    now = [0.0]
+    keys = KeyStore(FileKeyBackend(tmp_path / "keys.json"), refresh_s=0, clock=lambda: now[0], rotation_grace_s=10)
+    record, old = keys.create("team-h", KeyLimits())
+    keys.rotate(record.key_id)
+    now[0] = 9.0
+    assert keys.verify(*parse_bearer(f"Bearer {old}"))
+    now[0] = 10.0
+    with pytest.raises(Unauthorized):
+        keys.verify(*parse_bearer(f"Bearer {old}"))
+    for bad in (-1, math.nan, math.inf, "1h", True, 31 * 86400):
+        with pytest.raises(BadRequest, match="grace_s"):
+            keys.rotate(record.key_id, bad)
+
+
+@pytest.mark.integration
+def test_rotation_grace_in_the_redis_store():
+    from tenants.keys import RedisKeyBackend
+    from tests.redis_server import LocalRedis
+
+    now = [0.0]
+    with LocalRedis() as redis:
+        one = KeyStore(RedisKeyBackend(redis.url, "g"), refresh_s=0, clock=lambda: now[0])
+        two = KeyStore(RedisKeyBackend(redis.url, "g"), refresh_s=0, clock=lambda: now[0])  # another replica
+        record, old = one.create("team-i", KeyLimits())
+        _, new = one.rotate(record.key_id, grace_s=30)
+        assert two.show(record.key_id).public()["previous_secrets_expire_at"] == [30.0]
+        assert two.verify(*parse_bearer(f"Bearer {old}")) and two.verify(*parse_bearer(f"Bearer {new}"))
+        now[0] = 30.0
+        with pytest.raises(Unauthorized):
+            two.verify(*parse_bearer(f"Bearer {old}"))
+        assert two.verify(*parse_bearer(f"Bearer {new}")).tenant == "team-i"
+
+
 @pytest.mark.parametrize("value", ["", "Bearer ", "Bearer " + "x" * 300, "Bearer wg_é", "Basic abc", "Bearer wg_zz_y",
                                    "Bearer wg_0123456789ab_" + "A" * 42])
 def test_malformed_bearer_values_are_unauthorized_without_echo(value):

@@ -1,4 +1,4 @@
-"""Quotas: token buckets, in-flight caps, weighted fair shares; shared through a real redis-server."""
+"""Quotas: token buckets and in-flight caps, in-process and shared through a real redis-server."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from tenants.keys import KeyLimits
-from tenants.limits import FairShare, LocalLimiter, RedisLimiter, TokenBucket
+from tenants.limits import LocalLimiter, RedisLimiter, TokenBucket
 from wattgate.errors import TooManyRequests
 
 
@@ -33,21 +33,6 @@ async def test_local_limiter_rate_and_concurrency():
     await lim.acquire("b", limits, "r4")  # another tenant has its own bucket
     clock[0] = 1.0
     await lim.acquire("a", limits, "r5")
-
-
-def test_fair_share_holds_a_flood_to_its_weight():
-    fair = FairShare(capacity=4)
-    for _ in range(4):
-        fair.enter("flood", 1.0)  # below capacity: first come, first served
-    with pytest.raises(TooManyRequests, match="fair share"):
-        fair.enter("flood", 1.0)
-    fair.enter("light", 1.0)  # saturated, but the light tenant holds less than its share
-    fair.enter("light", 1.0)
-    with pytest.raises(TooManyRequests):
-        fair.enter("light", 1.0)  # share = 4 * 1/2 = 2
-    fair.leave("light")
-    fair.enter("heavy-weight", 3.0)
-    assert fair.share("heavy-weight", 3.0) == pytest.approx(4 * 3 / 5)
 
 
 @pytest.mark.integration
