@@ -94,6 +94,9 @@ class HttpApi:
                 groups = [unquote(g) if g is not None else None for g in match.groups()]
                 if route.access == "admin":
                     return await self._admin(route, groups, headers, body, client_host, query)
+                if route.access == "viewer":
+                    viewer = self._viewer(headers.get("authorization"), client_host)
+                    return await route.handler(*groups, headers=headers, body=body, query=query, viewer=viewer)
                 if route.access == "tenant":
                     principal = self.gate.authenticate(headers.get("authorization"), headers.get("x-tenant"),
                                                        client_host, model=groups[0])
@@ -109,6 +112,16 @@ class HttpApi:
         except Exception:  # a bug must cost one request, never the server
             log.exception("unhandled error on %s %s", method, path)
             return _json(500, {"error": "internal error; see the gateway log"})
+
+    def _viewer(self, authorization: str | None, client_host: str | None) -> str | None:
+        """Whose data a read-only view may show: None (everyone's) for the admin, else the one tenant
+        the caller's API key names. No key: as the admin API (the admin key, or loopback without one)."""
+        if authorization and self.gate.mode != "off" and not self._auth.is_admin_key(authorization):
+            principal = self.gate.authenticate(authorization, None, client_host)  # Unauthorized if invalid
+            if principal.tenant is not None:
+                return principal.tenant
+        self._auth.check(authorization, client_host)
+        return None
 
     async def _admin(self, route: Route, groups: list, headers: dict[str, str], body: bytes, client_host: str | None,
                      query: str) -> Response:

@@ -216,8 +216,8 @@ def build_data_plane(
     budgets = TenantBudgets(auth.budgets, ledger_sink.ledger.tenant_carbon_g if ledger_sink is not None else None,
                             alert=budget_alert(auth.budgets.webhook_url, metrics))
     tenant_sink = TenantSink(metrics, budgets, keys.tenants, auth.max_tenant_labels)
-    sinks: list[AccountingSink] = [metrics_sink, BudgetSink(router.observe_carbon), TrafficSink(metrics, settings.routing.slo_ms),
-                                   tenant_sink]
+    sinks: list[AccountingSink] = [metrics_sink, BudgetSink(router.observe_carbon),
+                                   TrafficSink(metrics, settings.routing.slo_ms, tenant_sink.label), tenant_sink]
     if anomaly_sink is not None:
         sinks.append(anomaly_sink)
     if ledger_sink is not None:

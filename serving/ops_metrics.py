@@ -1,6 +1,7 @@
 """What operators watch beyond energy totals: traffic, energy and carbon per pool, route reasons,
-latency against the SLO (per request, :class:`TrafficSink`), and the router's state at each scrape:
-pools marked down, stale intensity, carbon budget use (:class:`StateGauges`).
+latency against the SLO (per request, :class:`TrafficSink`; the same again per tenant, for the
+dashboard's tenant view), and the router's state at each scrape: pools marked down, stale intensity,
+carbon budget use (:class:`StateGauges`).
 
 Gauges merge across ingress replicas by summing (``wattgate.metrics.merge``), so each is chosen to
 stay meaningful when summed: ``wattgate_pool_down`` counts the replicas that see a pool down,
@@ -36,10 +37,18 @@ def route_kind(reason: str | None) -> str:
 
 
 class TrafficSink:
-    """Per request: which pool served it and why, its energy and carbon there, latency against its SLO."""
+    """Per request: which pool served it and why, its energy and carbon there, latency against its SLO.
 
-    def __init__(self, registry: MetricsRegistry, default_slo_ms: float) -> None:
+    With ``tenant_label`` (the tenant sink's bounded label), requests that name a tenant are counted
+    again under ``wattgate_tenant_pool_*``, ``wattgate_tenant_slo_requests_total`` and
+    ``wattgate_tenant_request_latency_seconds``: what a tenant's own view of the dashboard shows.
+    Anonymous requests add nothing there, so a gateway without tenants exports no extra series.
+    """
+
+    def __init__(self, registry: MetricsRegistry, default_slo_ms: float,
+                 tenant_label: Callable[[str | None], str] | None = None) -> None:
         self.default_slo_ms = default_slo_ms
+        self.tenant_label = tenant_label
         pool_labels = ("model", "variant", "pool")
         self.requests = registry.counter(
             "wattgate_pool_requests_total", "Requests served per pool, by route kind (policy and how the pool was reached)",
@@ -57,6 +66,18 @@ class TrafficSink:
             "wattgate_slo_requests_total", "Requests by whether their latency met the SLO they were routed under",
             ("model", "pool", "slo"),
         )
+        t = ("tenant", *pool_labels)
+        self.t_requests = registry.counter("wattgate_tenant_pool_requests_total",
+                                           "Requests of a tenant served per pool, by route kind", (*t, "route"))
+        self.t_energy = registry.counter("wattgate_tenant_pool_energy_joules_total",
+                                         "Energy charged to a tenant's requests per pool (J)", t)
+        self.t_carbon = registry.counter("wattgate_tenant_pool_carbon_grams_total",
+                                         "Carbon of a tenant's requests per pool (gCO2eq; unknown carbon adds 0)", t)
+        self.t_latency = registry.histogram("wattgate_tenant_request_latency_seconds",
+                                            "Gateway latency of a tenant's requests (s)", ("tenant", "model"),
+                                            buckets=LATENCY_BUCKETS_S)
+        self.t_slo = registry.counter("wattgate_tenant_slo_requests_total",
+                                      "A tenant's requests by whether their latency met the SLO", ("tenant", "model", "slo"))
 
     def record(self, accounted: AccountedRequest) -> None:
         r = accounted.record
@@ -70,6 +91,14 @@ class TrafficSink:
         self.slo.inc(model=r.model, pool=r.pool, slo=met)
         # Both outcomes exist from the first request, so attainment (met / all) is never an empty query.
         self.slo.inc(0.0, model=r.model, pool=r.pool, slo="missed" if met == "met" else "met")
+        if self.tenant_label is not None and r.tenant is not None:
+            t = self.tenant_label(r.tenant)
+            self.t_requests.inc(tenant=t, model=r.model, variant=r.variant, pool=r.pool, route=route_kind(r.route_reason))
+            self.t_energy.inc(r.energy_j, tenant=t, model=r.model, variant=r.variant, pool=r.pool)
+            self.t_carbon.inc(r.carbon_g or 0.0, tenant=t, model=r.model, variant=r.variant, pool=r.pool)
+            self.t_latency.observe(r.latency_ms / 1000.0, tenant=t, model=r.model)
+            self.t_slo.inc(tenant=t, model=r.model, slo=met)
+            self.t_slo.inc(0.0, tenant=t, model=r.model, slo="missed" if met == "met" else "met")
 
 
 class StateGauges:
