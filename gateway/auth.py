@@ -36,6 +36,12 @@ class AdminAuth:
         self._key = server.admin_api_key.get_secret_value().encode() if server.admin_api_key else None
         self._bound_to_loopback = is_loopback(server.host)
 
+    def is_admin_key(self, authorization: str | None) -> bool:
+        """Whether this is ``Authorization: Bearer <the admin key>`` (False when no key is configured)."""
+        if self._key is None or not authorization or authorization[:7].lower() != "bearer ":
+            return False
+        return hmac.compare_digest(authorization[7:].encode(), self._key)
+
     def check(self, authorization: str | None, client_host: str | None) -> str:
         """Who is calling, for the audit log ("admin-key" or "loopback"); else Unauthorized / Forbidden."""
         if self._key is not None:

@@ -120,18 +120,33 @@ def start(settings, ray_address: str | None = None, on_ray_started=None) -> None
     settings.server.state_dir.mkdir(parents=True, exist_ok=True)
     # Replicas import our packages from the working tree; the paths must be absolute.
     root = str(Path(__file__).resolve().parent.parent)
+    # A node started here exports Ray's metrics (ray_serve_*) on server.ray_metrics_port (0: Ray picks).
+    local = ray_address is None
+    node = {"_metrics_export_port": settings.server.ray_metrics_port} if local and settings.server.ray_metrics_port else {}
     ray.init(
         address=ray_address or "local",
         include_dashboard=False,
         logging_level=logging.WARNING,
         runtime_env={"env_vars": {"PYTHONPATH": root}},
         ignore_reinit_error=True,
+        **node,
     )
     if on_ray_started is not None:
         on_ray_started()
+    port = ray_metrics_port() if local else None
+    if port:
+        log.info("Ray's own metrics (ray_serve_*) for Prometheus: http://127.0.0.1:%d/metrics", port)
     serve.start(http_options={"host": settings.server.host, "port": settings.server.port},
                 grpc_options=grpc_options(settings.server.grpc_port))
     serve.run(build_app(settings), name=settings.server.app_name, route_prefix="/", blocking=False)
+
+
+def ray_metrics_port() -> int | None:
+    """The port where this process's Ray node exports its Prometheus metrics; None without a local node."""
+    from ray._private import worker
+
+    node = getattr(worker, "_global_node", None)
+    return getattr(node, "metrics_export_port", None) if node is not None else None
 
 
 def grpc_options(port: int) -> dict | None:

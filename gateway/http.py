@@ -106,6 +106,9 @@ class HttpApi:
                 body = body if isinstance(body, bytes) else await body()
                 if route.access == "admin":
                     return await self._admin(route, groups, headers, body, client_host, query)
+                if route.access == "viewer":
+                    viewer = self._viewer(headers.get("authorization"), client_host)
+                    return await route.handler(*groups, headers=headers, body=body, query=query, viewer=viewer)
                 return await route.handler(*groups, headers=headers, body=body, query=query)
             if any(r.pattern.fullmatch(path) for r in self.routes):
                 return _json(405, {"error": f"method {method} not allowed on {path}"})
@@ -115,6 +118,16 @@ class HttpApi:
         except Exception:  # a bug must cost one request, never the server
             log.exception("unhandled error on %s %s", method, path)
             return _json(500, {"error": "internal error; see the gateway log"})
+
+    def _viewer(self, authorization: str | None, client_host: str | None) -> str | None:
+        """Whose data a read-only view may show: None (everyone's) for the admin, else the one tenant
+        the caller's API key names. No key: as the admin API (the admin key, or loopback without one)."""
+        if authorization and self.gate.mode != "off" and not self._auth.is_admin_key(authorization):
+            principal = self.gate.authenticate(authorization, None, client_host)  # Unauthorized if invalid
+            if principal.tenant is not None:
+                return principal.tenant
+        self._auth.check(authorization, client_host)
+        return None
 
     async def _admin(self, route: Route, groups: list, headers: dict[str, str], body: bytes, client_host: str | None,
                      query: str) -> Response:

@@ -127,6 +127,8 @@ def _operation(route: Route, path: str, auth_mode: str) -> dict:
     }
     if route.access == "admin":
         op["security"] = [{"adminKey": []}, {}]  # no key configured: loopback callers only
+    elif route.access == "viewer":  # the admin's view, or a tenant's key for its own
+        op["security"] = [{"adminKey": []}, {"apiKey": []}, {}] if auth_mode != "off" else [{"adminKey": []}, {}]
     elif route.access == "tenant" and auth_mode != "off":
         op["security"] = [{"apiKey": []}] if auth_mode == "required" else [{"apiKey": []}, {}]
     if route.request == "binary":

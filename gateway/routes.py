@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Awaitable, Callable
 
 Handler = Callable[..., Awaitable[tuple[int, dict[str, str], bytes]]]
-ACCESS = ("public", "tenant", "admin")
+ACCESS = ("public", "tenant", "admin", "viewer")
 _PART = re.compile(r"\{(\w+)\}|\[|\]|[^{}\[\]]+")
 
 
@@ -41,7 +41,9 @@ class Route:
     method: str
     template: str
     handler: Handler
-    access: str = "public"  # public | tenant (an API key when auth requires one) | admin
+    # public | tenant (an API key when auth requires one) | admin | viewer (admin, or a tenant's key:
+    # the handler gets ``viewer``, the tenant whose data alone it may show, None for an admin)
+    access: str = "public"
     summary: str = ""
     # OpenAPI: the JSON request body's schema name (components), "binary" for raw bytes, None for none;
     # the 2xx response's status, schema name and content types; extra query parameters.

@@ -224,7 +224,7 @@ def build_data_plane(
     sinks: list[AccountingSink] = [BudgetSink(router.observe_carbon), tenant_sink]
     if ledger_sink is not None:
         sinks.append(ledger_sink)
-    batched: list[BatchedSink] = [metrics_sink, TrafficSink(metrics, settings.routing.slo_ms), tenant_sink]
+    batched: list[BatchedSink] = [metrics_sink, TrafficSink(metrics, settings.routing.slo_ms, tenant_sink.label), tenant_sink]
     if anomaly_sink is not None:
         batched.append(anomaly_sink)
     accountant = RequestAccountant(

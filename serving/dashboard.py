@@ -21,18 +21,22 @@ from dataclasses import dataclass
 from datetime import timezone
 from typing import Any, Callable
 
+from serving.tenant_sink import ANONYMOUS_LABEL, OTHER_LABEL
+from tenants.keys import check_tenant
 from wattgate.errors import BadRequest
 
 MAX_WINDOW_S = 3600.0
 # Pool replicas and idle energy per pool (wattgate_pool_replicas, wattgate_idle_energy_joules_total)
 # are not exported yet; their panel is listed empty under this name until they are.
 POOL_PANEL = "pool_replicas_idle"
+# Panels of the whole gateway that no tenant label splits: an operator's only.
+OPERATOR_ONLY = ("cache_hit_rate", "energy_avoided", POOL_PANEL)
 
 
 @dataclass(frozen=True)
 class DashboardQuery:
     window_s: float = 300.0
-    tenant: str | None = None  # issue 16: a tenant sees only its own data
+    tenant: str | None = None  # that tenant's view; None: the whole gateway's
 
     @classmethod
     def parse(cls, params: dict[str, list[str]]) -> "DashboardQuery":
@@ -48,7 +52,10 @@ class DashboardQuery:
             raise BadRequest(f"window must be between 10 and {MAX_WINDOW_S:g} s, got {window[-1]!r}")
         tenant = params.get("tenant", [None])[-1]
         if tenant is not None:
-            raise BadRequest("tenant views arrive with tenants (issue 16); this gateway has none")
+            try:
+                check_tenant(tenant)
+            except BadRequest:
+                raise BadRequest("tenant must be a tenant name (1-64 characters of [A-Za-z0-9_.-])") from None
         return cls(window_s, tenant)
 
 
@@ -90,6 +97,43 @@ def reduce_snapshot(snapshot: dict) -> dict[str, Any]:
         "anomaly": _sum_by(snapshot, "wattgate_energy_anomaly", ("model", "variant", "pool")),
         "pool_replicas": _sum_by(snapshot, "wattgate_pool_replicas", ("pool",)),
         "pool_idle": _sum_by(snapshot, "wattgate_idle_energy_joules_total", ("pool",)),
+        # Per tenant: what a tenant's view is built from, and the operators' per-tenant panel.
+        "tenant_totals": {
+            "requests": _sum_by(snapshot, "wattgate_tenant_requests_total", ("tenant",)),
+            "energy": _sum_by(snapshot, "wattgate_tenant_energy_joules_total", ("tenant",)),
+        },
+        "key_budget": _sum_by(snapshot, "wattgate_budget_used_ratio", ("tenant",)),
+        "tenant": {
+            "requests": _sum_by(snapshot, "wattgate_tenant_pool_requests_total", ("tenant", "model", "variant", "pool")),
+            "energy": _sum_by(snapshot, "wattgate_tenant_pool_energy_joules_total", ("tenant", "model", "variant", "pool")),
+            "carbon": _sum_by(snapshot, "wattgate_tenant_pool_carbon_grams_total", ("tenant", "model", "variant", "pool")),
+            "pool_requests": _sum_by(snapshot, "wattgate_tenant_pool_requests_total", ("tenant", "pool")),
+            "routes": _sum_by(snapshot, "wattgate_tenant_pool_requests_total", ("tenant", "route")),
+            "slo": _sum_by(snapshot, "wattgate_tenant_slo_requests_total", ("tenant", "model", "slo")),
+            "latency": _sum_by(snapshot, "wattgate_tenant_request_latency_seconds", ("tenant", "model")),
+            "latency_buckets": list(snapshot.get("wattgate_tenant_request_latency_seconds", {}).get("buckets", [])),
+        },
+    }
+
+
+def tenant_view(reduced: dict[str, Any], tenant: str) -> dict[str, Any]:
+    """One tenant's share of a reduced snapshot, in the same shape: its own series under the keys the
+    panels read, the public grid intensity, and nothing of any other tenant or of the shared parts."""
+    t = reduced.get("tenant", {})
+
+    def own(family: dict) -> dict:
+        return {k[1:]: v for k, v in family.items() if k[0] == tenant}
+
+    budget = {k: v for k, v in reduced.get("budget", {}).items() if k == ("tenant", tenant)}
+    return {
+        **{name: own(t.get(name, {})) for name in ("requests", "energy", "carbon", "pool_requests", "routes", "slo", "latency")},
+        "latency_buckets": t.get("latency_buckets", []),
+        "intensity": reduced.get("intensity", {}),
+        "budget": budget,
+        "key_budget": {k: v for k, v in reduced.get("key_budget", {}).items() if k == (tenant,)},
+        "tenant_totals": {name: {k: v for k, v in fam.items() if k == (tenant,)}
+                          for name, fam in reduced.get("tenant_totals", {}).items()},
+        **{name: {} for name in ("hits", "misses", "bypass", "avoided", "anomaly", "pool_replicas", "pool_idle")},
     }
 
 
@@ -144,6 +188,10 @@ class DashboardHistory:
         now = self.clock()
         with self._lock:
             samples = [s for s in self._samples if now - s[0] <= q.window_s]
+        if q.tenant in (ANONYMOUS_LABEL, OTHER_LABEL):
+            samples = []  # the metrics' catch-all labels: other tenants' figures would show under this name
+        elif q.tenant is not None:
+            samples = [(t, tenant_view(r, q.tenant)) for t, r in samples]
         pairs = list(zip(samples, samples[1:]))
         latest = samples[-1][1] if samples else reduce_snapshot({})
         panels: dict[str, dict] = {
@@ -157,10 +205,14 @@ class DashboardHistory:
             "slo_attainment": {"unit": "% within SLO", "series": {}},
             "p99_ms": {"unit": "ms", "series": {}},
             "budget_use": {"unit": "% of carbon budget", "series": {}},
+            "tenant_j_per_1k": {"unit": "J per 1,000 requests", "series": {}},
             POOL_PANEL: {"unit": "replicas; idle W", "series": {}},
         }
         if not latest.get("pool_replicas"):
             panels[POOL_PANEL]["pending"] = "no autoscaled pool: wattgate_pool_replicas is not exported by this gateway"
+        if q.tenant is not None:
+            for name in OPERATOR_ONLY:
+                panels[name]["pending"] = "shared by every tenant: in the operators' view only"
 
         def put(panel: str, key: tuple, i: int, value: float | None) -> None:
             s = panels[panel]["series"].setdefault(_name(key), [None] * len(pairs))
@@ -205,6 +257,13 @@ class DashboardHistory:
                 put("p99_ms", key, i, p99 * 1000 if p99 is not None and math.isfinite(p99) else p99)
             for key in b["budget"]:
                 put("budget_use", key, i, 100 * b["budget"][key])
+            for (tenant,), ratio in b.get("key_budget", {}).items():
+                put("budget_use", ("key", tenant), i, 100 * ratio)
+            tt, ta = b.get("tenant_totals", {}), a.get("tenant_totals", {})
+            for key in tt.get("requests", {}):
+                n = _delta(tt["requests"], ta.get("requests", {}), key)
+                e = _delta(tt.get("energy", {}), ta.get("energy", {}), key)
+                put("tenant_j_per_1k", key, i, 1000 * e / n if n and e is not None else None)
             for key in b.get("pool_replicas", {}):
                 put(POOL_PANEL, (f"{key[0]} replicas",), i, b["pool_replicas"][key])
                 j = _delta(b.get("pool_idle", {}), a.get("pool_idle", {}), key)
@@ -213,6 +272,7 @@ class DashboardHistory:
             "generated_at": now,
             "window_s": q.window_s,
             "policy": policy,
+            "tenant": q.tenant,
             "t": [t1 for (_, _), (t1, _) in pairs],
             "panels": panels,
             "anomalies": sorted(_name(k) for k, v in latest["anomaly"].items() if v > 0),

@@ -1,6 +1,7 @@
 """What operators watch beyond energy totals: traffic, energy and carbon per pool, route reasons,
-latency against the SLO (per request, :class:`TrafficSink`), and the router's state at each scrape:
-pools marked down, stale intensity, carbon budget use (:class:`StateGauges`).
+latency against the SLO (per request, :class:`TrafficSink`; the same again per tenant, for the
+dashboard's tenant view), and the router's state at each scrape: pools marked down, stale intensity,
+carbon budget use (:class:`StateGauges`).
 
 Gauges merge across ingress replicas by summing (``wattgate.metrics.merge``), so each is chosen to
 stay meaningful when summed: ``wattgate_pool_down`` counts the replicas that see a pool down,
@@ -36,10 +37,18 @@ def route_kind(reason: str | None) -> str:
 
 
 class TrafficSink:
-    """Per request: which pool served it and why, its energy and carbon there, latency against its SLO."""
+    """Per request: which pool served it and why, its energy and carbon there, latency against its SLO.
 
-    def __init__(self, registry: MetricsRegistry, default_slo_ms: float) -> None:
+    With ``tenant_label`` (the tenant sink's bounded label), requests that name a tenant are counted
+    again under ``wattgate_tenant_pool_*``, ``wattgate_tenant_slo_requests_total`` and
+    ``wattgate_tenant_request_latency_seconds``: what a tenant's own view of the dashboard shows.
+    Anonymous requests add nothing there, so a gateway without tenants exports no extra series.
+    """
+
+    def __init__(self, registry: MetricsRegistry, default_slo_ms: float,
+                 tenant_label: Callable[[str | None], str] | None = None) -> None:
         self.default_slo_ms = default_slo_ms
+        self.tenant_label = tenant_label
         pool_labels = ("model", "variant", "pool")
         self.requests = registry.counter(
             "wattgate_pool_requests_total", "Requests served per pool, by route kind (policy and how the pool was reached)",
@@ -57,17 +66,29 @@ class TrafficSink:
             "wattgate_slo_requests_total", "Requests by whether their latency met the SLO they were routed under",
             ("model", "pool", "slo"),
         )
+        t = ("tenant", *pool_labels)
+        self.t_requests = registry.counter("wattgate_tenant_pool_requests_total",
+                                           "Requests of a tenant served per pool, by route kind", (*t, "route"))
+        self.t_energy = registry.counter("wattgate_tenant_pool_energy_joules_total",
+                                         "Energy charged to a tenant's requests per pool (J)", t)
+        self.t_carbon = registry.counter("wattgate_tenant_pool_carbon_grams_total",
+                                         "Carbon of a tenant's requests per pool (gCO2eq; unknown carbon adds 0)", t)
+        self.t_latency = registry.histogram("wattgate_tenant_request_latency_seconds",
+                                            "Gateway latency of a tenant's requests (s)", ("tenant", "model"),
+                                            buckets=LATENCY_BUCKETS_S)
+        self.t_slo = registry.counter("wattgate_tenant_slo_requests_total",
+                                      "A tenant's requests by whether their latency met the SLO", ("tenant", "model", "slo"))
         self._kinds: dict[str | None, str] = {}  # route reason -> its bounded label
 
     def record_many(self, batch: Sequence[AccountedRequest]) -> None:
         """A group of requests, summed per series first (a batched sink: see serving/accounting.py)."""
-        pools: dict[tuple[str, str, str], list] = {}
+        groups: dict[tuple, list] = {}
         for a in batch:
             r = a.record
-            key = (r.model, r.variant, r.pool)
-            g = pools.get(key)
+            key = (r.model, r.variant, r.pool, r.tenant)
+            g = groups.get(key)
             if g is None:
-                g = pools[key] = [0.0, 0.0, {}, [], 0]  # J, gCO2e, route kind -> requests, latencies (s), SLO met
+                g = groups[key] = [0.0, 0.0, {}, [], 0]  # J, gCO2e, route kind -> requests, latencies (s), SLO met
             g[0] += r.energy_j
             g[1] += r.carbon_g or 0.0
             kind = self._kinds.get(r.route_reason)
@@ -79,16 +100,26 @@ class TrafficSink:
             g[3].append(r.latency_ms / 1000.0)
             if r.latency_ms <= (a.slo_ms or self.default_slo_ms):
                 g[4] += 1
-        for (model, variant, pool), (energy_j, carbon_g, kinds, latencies, met) in pools.items():
+        for (model, variant, pool, tenant), (energy_j, carbon_g, kinds, latencies, met) in groups.items():
             key = (model, variant, pool)
+            missed = float(len(latencies) - met)
             for kind, n in kinds.items():
-                self.requests.inc_key((model, variant, pool, kind), float(n))
+                self.requests.inc_key((*key, kind), float(n))
             self.energy.inc_key(key, energy_j)
             self.carbon.inc_key(key, carbon_g)
             self.latency.observe_many_key((model, pool), latencies)
             # Both outcomes exist from the first request, so attainment (met / all) is never an empty query.
             self.slo.inc_key((model, pool, "met"), float(met))
-            self.slo.inc_key((model, pool, "missed"), float(len(latencies) - met))
+            self.slo.inc_key((model, pool, "missed"), missed)
+            if self.tenant_label is not None and tenant is not None:
+                t = self.tenant_label(tenant)
+                for kind, n in kinds.items():
+                    self.t_requests.inc_key((t, *key, kind), float(n))
+                self.t_energy.inc_key((t, *key), energy_j)
+                self.t_carbon.inc_key((t, *key), carbon_g)
+                self.t_latency.observe_many_key((t, model), latencies)
+                self.t_slo.inc_key((t, model, "met"), float(met))
+                self.t_slo.inc_key((t, model, "missed"), missed)
 
 
 class StateGauges:

@@ -41,6 +41,9 @@ class ServerSettings(BaseModel):
     region: str = "DE"
     hardware: Literal["x86", "arm", "gpu", "tpu"] = "x86"
     state_dir: Path = Path("var")
+    # Where the local Ray node serves its own Prometheus metrics (ray_serve_*); 0: a free port Ray
+    # picks, logged at start-up. Only for the Ray that `wattgate serve` starts, not one it joins.
+    ray_metrics_port: int = Field(0, ge=0, le=65535)
 
 
 class ModelServing(BaseModel):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 
+import pytest
+
 from serving.ops_metrics import route_kind
 from wattgate.metrics import render
 
@@ -47,3 +49,27 @@ def test_per_pool_series_add_up_to_the_requests(make_plane, pixels):
     assert series("wattgate_carbon_budget_used_ratio")[("model", "digits")] > 1  # a 1 ng budget is spent
     text = render(snap)
     assert 'wattgate_intensity_stale{region="FR"} 0.0' in text
+
+
+def test_a_tenants_requests_are_counted_again_under_its_label_and_anonymous_ones_are_not(make_plane, pixels):
+    from tenants.gate import Principal
+    from tenants.keys import KeyLimits
+
+    plane = make_plane(cache={"enabled": False})
+    plane.keys.create("acme", KeyLimits())
+    doc = {"inputs": [{"name": "pixels", "datatype": "FP32", "shape": [1, 64], "data": pixels[0].tolist()}]}
+    for _ in range(3):
+        asyncio.run(plane.dataplane.infer("digits", None, json.dumps(doc).encode(), {}, Principal(tenant="acme")))
+    _infer(plane, pixels[1])  # anonymous
+    snap = plane.snapshot()
+
+    def series(name):
+        return {tuple(k): v for k, v in snap[name]["series"]}
+
+    requests = series("wattgate_tenant_pool_requests_total")
+    assert {k[0] for k in requests} == {"acme"} and sum(requests.values()) == 3
+    assert sum(series("wattgate_pool_requests_total").values()) == 4
+    energy = series("wattgate_tenant_pool_energy_joules_total")
+    assert sum(energy.values()) == pytest.approx(series("wattgate_tenant_energy_joules_total")[("acme",)])
+    assert sum(series("wattgate_tenant_slo_requests_total").values()) == 3
+    assert {k[0] for k in series("wattgate_tenant_request_latency_seconds")} == {"acme"}
