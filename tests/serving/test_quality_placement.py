@@ -71,15 +71,35 @@ def _fill_deferrable(plane, pool: str) -> None:
         core.begin(pool, 0.0, deferrable=True)
 
 
+def _record_runs(plane) -> list:
+    """Every ReferenceRun the guard gets back (the real runner, watched)."""
+    runs, real_run = [], plane.guard._run
+
+    async def watched(loaded, job):
+        runs.append(await real_run(loaded, job))
+        return runs[-1]
+
+    plane.guard._run = watched
+    return runs
+
+
+def _priced_on(plane, energy, pool: str) -> float:
+    carbon, _, _ = plane.dataplane.accountant.carbon.carbon(energy, plane.dataplane.accountant.placements(plane.router.pools[pool]))
+    return carbon.carbon_g
+
+
 def test_the_reference_runs_on_the_cleanest_pool_with_room_else_the_local_one(plane, pixels):
+    runs = _record_runs(plane)
     asyncio.run(_serve(plane, pixels, 2))
     assert set(_guard_pools(plane)) == {"fr-x86"}, "the cleanest pool, not the replica's own (de-x86)"
-    # Its carbon is priced at FR's intensity: per joule (embodied included) below even GB's operational
-    # price alone, let alone DE's, where the replica's own pool is.
+    assert [r.pool for r in runs] == ["fr-x86"] * 2
+    # Its carbon is priced at FR's intensity, where it ran, not at DE's (the replica's own pool).
+    for run in runs:
+        assert run.carbon_g == pytest.approx(_priced_on(plane, run.result.energy, "fr-x86"))
+        assert run.carbon_g < _priced_on(plane, run.result.energy, "de-x86")
     ledger = plane.ledger_sink.ledger
     ledger.flush()
-    q = ledger.quality()[0]
-    assert 0 < q["guard_carbon_g"] / q["guard_energy_j"] < INTENSITY_G_PER_KWH["GB"] * 1.2 / 3.6e6
+    assert ledger.quality()[0]["guard_carbon_g"] == pytest.approx(sum(r.carbon_g for r in runs))
     assert {r.pool for r in ledger.records()} == {"fr-x86"}, "the client's requests went to the cleanest pool too"
 
     _fill_deferrable(plane, "fr-x86")  # spare capacity only: the next cleanest with room
