@@ -4,6 +4,11 @@ A replica that takes an admin change (routing policy, model load/unload) applies
 publishes it; the others pick it up within ``poll_s``. Each replica also publishes its metrics
 snapshot, so ``/metrics`` on any replica shows the whole gateway's totals.
 
+Variants the live quality guard excluded, and operators' re-enablings, are shared the same way: each
+replica posts its changes and adopts the board's view (last writer wins, ``routing/exclusions.py``),
+so every replica routes around a variant within ``poll_s`` of any one deciding, and a new replica
+starts from the board.
+
 The same actor is the board of the autoscaled pools (``gateway/autoscaling.py``): ingress replicas
 post each pool's intent and in-flight count; the autoscaling policy (in Serve's controller) reads
 the intent and posts its decision and the replicas running; pool replicas post what their meters
@@ -18,15 +23,26 @@ import math
 import time
 import uuid
 from collections import deque
-from typing import Callable
+from typing import Callable, Protocol
 
 import ray
+
+from routing.exclusions import newer
 
 log = logging.getLogger("wattgate.control")
 
 # Posts older than this are ignored: an ingress replica or a pool replica that stopped posting is gone.
 FRESH_S = 5.0
 RETIRE_S = 15.0
+EXCLUSION_HISTORY = 200
+
+
+class ExclusionSync(Protocol):
+    """The serving side of the exclusion sync (``serving/quality_guard.py``): plain methods, no Ray."""
+
+    def unposted_exclusions(self) -> list[dict]: ...
+
+    def adopt_exclusions(self, view: dict) -> None: ...
 
 
 class ControlBoard:
@@ -45,6 +61,9 @@ class ControlBoard:
         self.retired: dict[str, list[float]] = {}  # pool -> [static J, replica-seconds] of replicas gone
         self.overrides: dict[str, dict] = {}  # pool -> live min/max/headroom from the admin API
         self.counts: dict[tuple[str, str], int] = {}  # (pool, reason) -> decisions
+        # -- exclusion sync: the standing event per (model, variant) and the merged audit trail
+        self.exclusions: dict[tuple[str, str], dict] = {}
+        self.exclusion_history: deque = deque(maxlen=EXCLUSION_HISTORY)
 
     def publish_routing(self, state: dict) -> int:
         self.version += 1
@@ -67,6 +86,19 @@ class ControlBoard:
         self.snapshots = {r: v for r, v in self.snapshots.items() if now - v[0] <= max_age_s}
         return {r: snap for r, (_, snap) in self.snapshots.items()}
 
+    # -- variants excluded by the quality guard -------------------------------------------------------
+    def sync_exclusions(self, events: list[dict]) -> dict:
+        """A replica posts its exclusion/re-enable events; gets every variant's standing event and the history."""
+        seen = {e.get("id") for e in self.exclusion_history}
+        for event in sorted(events, key=lambda e: e["at_s"]):
+            key = (event["model"], event["variant"])
+            if event.get("id") not in seen:
+                self.exclusion_history.append(event)
+                seen.add(event.get("id"))
+            if newer(event, self.exclusions.get(key)):
+                self.exclusions[key] = event
+        return {"latest": list(self.exclusions.values()),
+                "history": sorted(self.exclusion_history, key=lambda e: e["at_s"])}
 
     # -- the autoscaled pools' board ----------------------------------------------------------------
     def push_pools(self, replica: str, pools: dict) -> dict:
@@ -143,7 +175,7 @@ ControlStore = ray.remote(num_cpus=0)(ControlBoard)
 
 class ReplicaSync:
     def __init__(self, name: str, control, apply_model: Callable[[str, str], None], snapshot: Callable[[], dict],
-                 poll_s: float = 1.0, pools=None) -> None:
+                 poll_s: float = 1.0, pools=None, exclusions: ExclusionSync | None = None) -> None:
         self.replica = uuid.uuid4().hex[:12]
         self.control = control  # routing.control.RoutingControl or None
         self.apply_model = apply_model
@@ -155,6 +187,7 @@ class ReplicaSync:
         self._task: asyncio.Task | None = None
         self.pools = pools  # gateway.autoscaling.PoolBoardClient, when some pool autoscales
         self.pools_view: dict = {}
+        self.exclusions = exclusions  # the quality guard, when it is on
 
     def start(self) -> None:
         if self._task is None:
@@ -164,6 +197,9 @@ class ReplicaSync:
         while True:
             try:
                 await self.pull()
+                if self.exclusions is not None:  # before the snapshot: its excluded gauges then agree
+                    view = await self._store.sync_exclusions.remote(self.exclusions.unposted_exclusions())
+                    self.exclusions.adopt_exclusions(view)
                 await self._store.push_metrics.remote(self.replica, self.snapshot())
                 if self.pools is not None:
                     await self.pools.refresh_forecast()

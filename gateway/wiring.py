@@ -64,7 +64,8 @@ def build_gateway(settings: Settings, pool_handles: dict[str, Any] | None = None
         def apply_model(name: str, action: str) -> None:
             host.load(name) if action == "load" else host.unload(name)
 
-        sync = ReplicaSync(control_store_name(settings), control, apply_model, data.snapshot, pools=board)
+        sync = ReplicaSync(control_store_name(settings), control, apply_model, data.snapshot, pools=board,
+                           exclusions=data.guard)  # quality-guard exclusions reach every ingress replica
     admin = AdminApi(
         host.registry, host,
         broadcast=sync.publish_model if sync else None,

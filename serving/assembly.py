@@ -44,7 +44,7 @@ from serving.dataplane import DataPlane
 from serving.host import ModelHost
 from serving.ops_metrics import StateGauges, TrafficSink
 from serving.tenant_sink import TenantSink
-from serving.quality_guard import QualityGuard
+from serving.quality_guard import QualityGuard, ReferenceRunner
 from serving.text_batcher import LengthGroupedBatcher
 from tenants.audit import AuditLog
 from tenants.budgets import TenantBudgets
@@ -234,7 +234,7 @@ def build_data_plane(
     host.load_startup()  # start-up energy until mark_ready(): never a request's
     if avoided is not None:
         _profiled_active_energy(host, avoided, attributor)
-    guard = _quality_guard(settings, host, metrics, exclusions, ledger_sink, accountant, placements) if qs.enabled else None
+    guard = _quality_guard(settings, host, router, metrics, exclusions, ledger_sink, accountant, placements) if qs.enabled else None
     dataplane = DataPlane(settings, host, router, accountant, cache=cache, metrics=metrics, budgets=budgets, guard=guard)
     state_gauges = StateGauges(metrics, intensity, router.pool_health, router.budget_use)
     return DataPlaneParts(settings, host, dataplane, attributor, metrics, metrics_sink, ledger_sink, cache, provider,
@@ -269,21 +269,25 @@ def budget_alert(webhook_url: str | None, metrics: MetricsRegistry) -> Callable[
 
 
 
-def _quality_guard(settings: Settings, host: ModelHost, metrics: MetricsRegistry, exclusions: VariantExclusions | None,
-                   ledger_sink: LedgerSink | None, accountant: RequestAccountant,
+def _quality_guard(settings: Settings, host: ModelHost, router: Router, metrics: MetricsRegistry,
+                   exclusions: VariantExclusions | None, ledger_sink: LedgerSink | None, accountant: RequestAccountant,
                    placements: Mapping[str, Placement]) -> QualityGuard:
-    """The guard runs references on this replica's own pool and prices their carbon there."""
+    """The guard's reference runs go where the router puts deferrable work (this replica's own pool when
+    no pool has room) and are priced at the intensity of the pool that ran them."""
     local = next((p for p in placements.values() if p.emulates is None and p.pool.hardware == settings.server.hardware),
                  next(iter(placements.values())))
 
-    def carbon_g(energy) -> float | None:
-        carbon, _, _ = accountant.carbon.carbon(energy, local)
+    def carbon_g(energy, pool: str) -> float | None:
+        carbon, _, _ = accountant.carbon.carbon(energy, placements.get(pool, local))
         return carbon.carbon_g if carbon is not None else None
 
-    guard = QualityGuard(settings.quality_guard, host.run, metrics, exclusions,
-                         ledger_sink.ledger if ledger_sink is not None else None, carbon_g,
-                         (accountant.request_started, accountant.request_finished),
-                         lambda: accountant.carbon.intensity.get(local.pool.region).g_per_kwh)
+    def cleanest_g_per_kwh() -> float | None:  # a clean window: somewhere the guard may run is clean enough
+        known = [v.g_per_kwh for v in (accountant.carbon.intensity.get(p.pool.region) for p in placements.values()) if v.known]
+        return min(known, default=None)
+
+    guard = QualityGuard(settings.quality_guard, ReferenceRunner(router, host, local.pool.name, carbon_g), metrics,
+                         exclusions, ledger_sink.ledger if ledger_sink is not None else None,
+                         (accountant.request_started, accountant.request_finished), cleanest_g_per_kwh)
     guard.check_models(host)  # a missing reference variant is a clear error at load, not a silent no-op
     return guard
 

@@ -303,10 +303,8 @@ class DataPlane:
             self.guard.offer(GuardSample(loaded, variant, request.inputs, answer,
                                          request.parameters.get("labels"), request_id,
                                          accounted.energy.energy_j if execution is not None else None))
-        if self.guard is not None:
-            live = self.guard.live_value(loaded, variant)
-            if live is not None:
-                params["variant_quality"] = round(live, 5)
+        if self.guard is not None:  # live quality, and the carbon the variant saved (estimates)
+            params.update(self.guard.on_served(loaded, variant, accounted.record.carbon_g))
         if tenant is not None:
             params["tenant"] = tenant
             after = self.budgets.status(tenant, principal.limits) if self.budgets is not None else None

@@ -112,9 +112,9 @@ def test_sampling_never_waits_for_the_reference_and_a_full_queue_drops(make_plan
     release = asyncio.Event()
     real_run = plane.guard._run
 
-    async def slow_reference(job):
+    async def slow_reference(loaded, job):
         await release.wait()
-        return await real_run(job)
+        return await real_run(loaded, job)
 
     plane.guard._run = slow_reference
 
@@ -136,7 +136,7 @@ def test_a_failing_reference_is_counted_never_a_client_error(make_plane, guarded
 
     plane = _plane(make_plane, guarded_repository)
 
-    async def broken(job):
+    async def broken(loaded, job):
         raise BackendError("reference runtime crashed")
 
     plane.guard._run = broken
