@@ -18,6 +18,7 @@ from gateway.auth import AdminAuth
 from gateway.routes import Route
 from serving.dataplane import DataPlane
 from tenants.audit import AuditLog
+from tenants.budgets import BudgetDeferred
 from tenants.gate import TenantGate, build_gate
 from tenants.settings import AuthSettings
 from wattgate.errors import Forbidden, NotFound, Unauthorized, Unavailable, WattgateError
@@ -51,8 +52,10 @@ def error_response(exc: WattgateError) -> Response:
 class HttpApi:
     def __init__(self, dataplane: DataPlane, admin: AdminApi, metrics_text: Callable[[], Awaitable[str]],
                  extra_routes: list[Route] | None = None, gate: TenantGate | None = None,
-                 audit: AuditLog | None = None) -> None:
+                 audit: AuditLog | None = None, defer: Callable[..., Awaitable[Response]] | None = None) -> None:
         self.dp = dataplane
+        # A deferrable request its tenant's budget defers: handed to the jobs API (202) when it is on.
+        self._defer = defer
         self.admin = admin
         self._metrics_text = metrics_text
         self._auth = AdminAuth(dataplane.settings.server)
@@ -94,12 +97,15 @@ class HttpApi:
                 groups = [unquote(g) if g is not None else None for g in match.groups()]
                 if route.access == "admin":
                     return await self._admin(route, groups, headers, body, client_host, query)
+                if route.caller:
+                    return await route.handler(*groups, headers=headers, body=body, query=query, client_host=client_host)
                 if route.access == "tenant":
-                    principal = self.gate.authenticate(headers.get("authorization"), headers.get("x-tenant"),
-                                                       client_host, model=groups[0])
+                    principal = self.gate.authenticate(headers.get("authorization"), headers.get("x-tenant"), client_host,
+                                                       model=groups[0] if "{name}" in route.template else None)
                     if route.handler == self._infer:
                         async with self.gate.admit(principal):
                             return await self._infer(*groups, headers=headers, body=body, principal=principal)
+                    return await route.handler(*groups, headers=headers, body=body, query=query, principal=principal)
                 return await route.handler(*groups, headers=headers, body=body, query=query)
             if any(r.pattern.fullmatch(path) for r in self.routes):
                 return _json(405, {"error": f"method {method} not allowed on {path}"})
@@ -171,7 +177,12 @@ class HttpApi:
         return _json(200, self.dp.model_stats(name, version))
 
     async def _infer(self, name, version, headers, body, principal=None, **_):
-        out, out_headers = await self.dp.infer(name, version, body, headers, principal)
+        try:
+            out, out_headers = await self.dp.infer(name, version, body, headers, principal)
+        except BudgetDeferred as exc:
+            if self._defer is None:
+                raise
+            return await self._defer(name, version, headers, body, principal, exc)
         return 200, out_headers, out
 
     async def _metrics(self, **_):

@@ -43,7 +43,7 @@ def build_jobs(data: DataPlaneParts) -> JobsParts | None:
     scheduler = Scheduler(js, data.provider)
     regions = data.router.regions
     runner = JobRunner(js, store, scheduler, data.dataplane, regions, data.metrics,
-                       data.ledger_sink.ledger if data.ledger_sink is not None else None)
+                       data.ledger_sink.ledger if data.ledger_sink is not None else None, keys=data.keys)
     service = JobService(js, store, scheduler, data.dataplane, regions, on_change=runner.wake)
     log.info("deferrable jobs: store %s", store.path)
     return JobsParts(store, scheduler, service, runner)
