@@ -76,6 +76,7 @@ def _t(s: float) -> datetime:
 class JobStore:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        self.where = str(self.path)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._conn = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
