@@ -247,3 +247,28 @@ async def test_required_mode_admin_on_loopback_without_an_admin_key_lists_all(ma
     assert (await call(api, "GET", "/v2/jobs"))[0] == 401  # required mode, no key, not loopback
     other = key_for(parts, "team-b")
     assert (await call(api, "GET", f"/v2/jobs/{job['id']}", key=other, client="127.0.0.1"))[0] == 404  # a key is not admin
+
+
+async def test_over_grpc_a_deferred_request_is_resource_exhausted_naming_the_jobs_api(make_plane, tmp_path):
+    """A job id has no place in a ModelInferResponse: gRPC refuses, and says where to send the work."""
+    import grpc
+    import numpy as np
+    import tritonclient.grpc as tg
+    from tritonclient.grpc._utils import _get_inference_request
+
+    from gateway.grpc_api import GrpcApi
+
+    from tests.gateway.test_grpc_api import Context  # drives GrpcApi as Serve's context does
+
+    parts, _, api = gateway(make_plane, tmp_path)
+    key = key_for(parts, "team-a", budget_g=1000.0)
+    await spend(parts, api, key, 0.95)
+    inp = tg.InferInput("pixels", [1, 64], "FP32")
+    inp.set_data_from_numpy(np.zeros((1, 64), np.float32))
+    request = _get_inference_request("digits", [inp], "", "", [], 0, False, False, 0, None, None)
+    request.parameters["deferrable"].bool_param = True
+    ctx = Context(metadata=[("authorization", f"Bearer {key}")], peer=f"ipv4:{FAR}:5000")
+    await GrpcApi(parts.dataplane, AdminApi(parts.host.registry, parts.host), gate=parts.gate).call(
+        "ModelInfer", request, ctx)
+    assert ctx.code == grpc.StatusCode.RESOURCE_EXHAUSTED and "POST /v2/models/digits/jobs" in ctx.details
+    assert dict(ctx.trailers)["retry-after"]
