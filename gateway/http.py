@@ -18,6 +18,7 @@ from gateway.auth import AdminAuth
 from gateway.routes import Route
 from serving.dataplane import DataPlane
 from tenants.audit import AuditLog
+from tenants.budgets import BudgetDeferred
 from tenants.gate import TenantGate, build_gate
 from tenants.settings import AuthSettings
 from wattgate.errors import Forbidden, NotFound, Unauthorized, Unavailable, WattgateError
@@ -52,8 +53,10 @@ def error_response(exc: WattgateError) -> Response:
 class HttpApi:
     def __init__(self, dataplane: DataPlane, admin: AdminApi, metrics_text: Callable[[], Awaitable[str]],
                  extra_routes: list[Route] | None = None, gate: TenantGate | None = None,
-                 audit: AuditLog | None = None) -> None:
+                 audit: AuditLog | None = None, defer: Callable[..., Awaitable[Response]] | None = None) -> None:
         self.dp = dataplane
+        # A deferrable request its tenant's budget defers: handed to the jobs API (202) when it is on.
+        self._defer = defer
         self.admin = admin
         self._metrics_text = metrics_text
         self._auth = AdminAuth(dataplane.settings.server)
@@ -96,13 +99,18 @@ class HttpApi:
                 # Segments are matched percent-encoded and decoded one by one, so an encoded "/" stays
                 # inside its segment and reaches the name check instead of re-shaping the path.
                 groups = [unquote(g) if g is not None else None for g in match.groups()]
+                if route.caller:  # a route that authenticates its caller itself (the jobs' owner or the admin)
+                    body = body if isinstance(body, bytes) else await body()
+                    return await route.handler(*groups, headers=headers, body=body, query=query, client_host=client_host)
                 if route.access == "tenant":
-                    principal = self.gate.authenticate(headers.get("authorization"), headers.get("x-tenant"),
-                                                       client_host, model=groups[0])
+                    principal = self.gate.authenticate(headers.get("authorization"), headers.get("x-tenant"), client_host,
+                                                       model=groups[0] if "{name}" in route.template else None)
                     if route.handler == self._infer:
                         async with self.gate.admit(principal):
                             body = body if isinstance(body, bytes) else await body()
                             return await self._infer(*groups, headers=headers, body=body, principal=principal)
+                    body = body if isinstance(body, bytes) else await body()
+                    return await route.handler(*groups, headers=headers, body=body, query=query, principal=principal)
                 body = body if isinstance(body, bytes) else await body()
                 if route.access == "admin":
                     return await self._admin(route, groups, headers, body, client_host, query)
@@ -190,7 +198,12 @@ class HttpApi:
         return _json(200, self.dp.model_stats(name, version))
 
     async def _infer(self, name, version, headers, body, principal=None, **_):
-        out, out_headers = await self.dp.infer(name, version, body, headers, principal)
+        try:
+            out, out_headers = await self.dp.infer(name, version, body, headers, principal)
+        except BudgetDeferred as exc:
+            if self._defer is None:
+                raise
+            return await self._defer(name, version, headers, body, principal, exc)
         return 200, out_headers, out
 
     async def _metrics(self, **_):

@@ -64,7 +64,7 @@ SCHEMAS = {
             "id": _STR,
             "parameters": {"type": "object", "properties": {
                 "variant": _STR, "slo_ms": _NUM, "binary_data_output": _BOOL,
-                "deferrable": {"type": "boolean", "description": "may wait: refused past the tenant's defer level"}}},
+                "deferrable": {"type": "boolean", "description": "may wait: past the tenant's defer level it becomes a job (202, Location: /v2/jobs/{id})"}}},
             "inputs": {"type": "array", "items": _TENSOR_IN},
             "outputs": {"type": "array", "items": {"type": "object", "required": ["name"],
                                                    "properties": {"name": _STR, "parameters": {"type": "object"}}}},

@@ -53,6 +53,9 @@ class Route:
     content: tuple[str, ...] = ("application/json",)
     query: tuple[tuple[str, str], ...] = ()  # (name, description)
     enums: dict[str, tuple[str, ...]] = field(default_factory=dict)  # path parameter -> its allowed values
+    # The handler tells who calls itself (a tenant or the admin; e.g. the jobs API), from the headers
+    # and ``client_host`` it is given; ``access`` then only documents the route.
+    caller: bool = False
     pattern: re.Pattern = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

@@ -12,11 +12,12 @@ from energy.metrics import recompute_joules_per_1k
 from gateway.admin import AdminApi
 from gateway.admin_routing import autoscaling_routes, quality_routes, routing_routes
 from gateway.admin_tenants import key_routes
+from gateway.auth import AdminAuth
 from gateway.autoscaling import PoolBoard, control_store_name, pool_families, scaled_pools
 from gateway.dashboard import Dashboard
 from gateway.grpc_api import GrpcApi
 from gateway.http import HttpApi
-from gateway.jobs_api import jobs_routes
+from gateway.jobs_api import deferred_response, jobs_routes
 from gateway.pool_worker import RayPool
 from gateway.replica_sync import ReplicaSync
 from gateway.serve_batcher import ServeTensorBatcher
@@ -89,6 +90,8 @@ def build_gateway(settings: Settings, pool_handles: dict[str, Any] | None = None
 
     dashboard = Dashboard(gateway_snapshot, data.provider, data.intensity.regions, control)
     jobs = build_jobs(data)
-    routes = dashboard.routes() + (jobs_routes(jobs.service) if jobs is not None else [])
-    api = HttpApi(data.dataplane, admin, metrics_text, routes, gate=data.gate, audit=data.audit)
+    routes = dashboard.routes() + (jobs_routes(jobs.service, data.gate, AdminAuth(settings.server))
+                                   if jobs is not None else [])
+    api = HttpApi(data.dataplane, admin, metrics_text, routes, gate=data.gate, audit=data.audit,
+                  defer=deferred_response(jobs.service) if jobs is not None else None)
     return GatewayParts(data, api, GrpcApi(data.dataplane, admin, gate=data.gate, audit=data.audit), sync, jobs)

@@ -19,8 +19,9 @@ DEFAULT_URL = "http://127.0.0.1:8000"
 def register(subparsers: argparse._SubParsersAction) -> None:
     jobs = subparsers.add_parser("jobs", help="list, show or cancel deferrable jobs")
     sub = jobs.add_subparsers(dest="jobs_command", required=True)
-    listing = sub.add_parser("list", help="jobs, newest first (an admin call)")
+    listing = sub.add_parser("list", help="jobs, newest first: a tenant key lists its own, the admin all")
     listing.add_argument("--state", choices=STATES)
+    listing.add_argument("--tenant", help="admin: only this tenant's jobs")
     listing.add_argument("--limit", type=int, default=50)
     show = sub.add_parser("show", help="a job's state, plan, results and carbon against running at submission")
     show.add_argument("job_id")
@@ -28,14 +29,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     cancel.add_argument("job_id")
     for p in (listing, show, cancel):
         p.add_argument("--url", default=DEFAULT_URL, help=f"gateway base URL (default {DEFAULT_URL})")
-        p.add_argument("--token", default=None, help="admin bearer token (for list)")
+        p.add_argument("--token", default=None, help="a tenant's API key, or the admin key")
         p.add_argument("--timeout", type=float, default=10.0)
         p.add_argument("--json", action="store_true", help="print the JSON answer")
 
 
 def run(args: argparse.Namespace) -> int:
     if args.jobs_command == "list":
-        query = f"?limit={args.limit}" + (f"&state={args.state}" if args.state else "")
+        query = f"?limit={args.limit}" + (f"&state={args.state}" if args.state else "") + (
+            f"&tenant={quote(args.tenant, safe='')}" if args.tenant else "")
         return _call(args, "GET", "/v2/jobs" + query, _table)
     path = f"/v2/jobs/{quote(args.job_id, safe='')}"
     return _call(args, "GET" if args.jobs_command == "show" else "DELETE", path, _one)
@@ -58,10 +60,10 @@ def _call(args: argparse.Namespace, method: str, path: str, fmt) -> int:
 
 
 def _table(doc: dict) -> str:
-    rows = [("id", "state", "model", "scheduled_for", "g/kWh", "deadline", "requests")]
+    rows = [("id", "state", "tenant", "model", "scheduled_for", "g/kWh", "deadline", "requests")]
     for j in doc["jobs"]:
         g = j["expected_intensity_g_per_kwh"]
-        rows.append((j["id"], j["state"], j["model"], j["scheduled_for"], "-" if g is None else f"{g:.0f}",
+        rows.append((j["id"], j["state"], j.get("tenant") or "-", j["model"], j["scheduled_for"], "-" if g is None else f"{g:.0f}",
                      j["deadline"], str(j["requests"])))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows)

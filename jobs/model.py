@@ -68,20 +68,24 @@ class Job:
     intensity_at_submission: dict[str, float] = field(default_factory=dict)
     state: State = "scheduled"
     callback_url: str | None = None
-    headers: dict[str, str] = field(default_factory=dict)  # x-client-region, x-tenant of the submitter
+    headers: dict[str, str] = field(default_factory=dict)  # x-client-region of the submitter
     created_wall_s: float = 0.0
     started_wall_s: float | None = None
     finished_wall_s: float | None = None
     error: str | None = None
     cancel_requested: bool = False
     results: list[dict[str, Any] | None] = field(default_factory=list)
+    # Who submitted it (from the API key, or a trusted proxy's X-Tenant): its requests run, are
+    # ledgered and spend the budget as this tenant; only this tenant (or an admin) sees the job.
+    tenant: str | None = None
+    key_id: str | None = None
 
     def summary(self) -> dict[str, Any]:
         """What POST answers (202) and what GET starts with."""
         return {"id": self.id, "state": self.state, "model": self.model, "version": self.version,
                 "scheduled_for": iso(self.plan.start), "expected_intensity_g_per_kwh": self.plan.expected_g_per_kwh,
                 "deadline": iso(self.deadline), "submitted_at": iso(self.submitted_at), "plan": self.plan.to_dict(),
-                "requests": self.requests_n, "expected_run_s": self.expected_run_s}
+                "requests": self.requests_n, "expected_run_s": self.expected_run_s, "tenant": self.tenant}
 
     def to_dict(self, with_results: bool = True) -> dict[str, Any]:
         out = self.summary()

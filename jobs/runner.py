@@ -23,10 +23,12 @@ from jobs.callback import post_callback
 from jobs.model import STATES, Job, iso, totals
 from jobs.scheduler import Scheduler
 from jobs.settings import JobsSettings
-from jobs.store import JobStore
+from jobs.store import JobStorage
 from serving.dataplane import DataPlane, InferAnswer
 from serving.protocol import RequestedOutput, encode_infer_response
-from wattgate.errors import NotFound, Overloaded, Unavailable, WattgateError
+from tenants.gate import ANONYMOUS, Principal
+from tenants.keys import KeyStore
+from wattgate.errors import Forbidden, NotFound, Overloaded, Unauthorized, Unavailable, WattgateError
 from wattgate.metrics import MetricsRegistry
 
 log = logging.getLogger("wattgate.jobs")
@@ -54,15 +56,16 @@ def counterfactual_g(params: dict[str, Any], at_submission: dict[str, float]) ->
 
 
 class JobRunner:
-    def __init__(self, settings: JobsSettings, store: JobStore, scheduler: Scheduler, dataplane: DataPlane,
+    def __init__(self, settings: JobsSettings, store: JobStorage, scheduler: Scheduler, dataplane: DataPlane,
                  regions: Callable[[str], list[str]], metrics: MetricsRegistry, ledger: EnergyLedger | None = None,
-                 owner: str | None = None) -> None:
+                 owner: str | None = None, keys: KeyStore | None = None) -> None:
         self.settings = settings
         self.store = store
         self.scheduler = scheduler
         self.dp = dataplane
         self.regions = regions
         self.ledger = ledger
+        self.keys = keys
         self.owner = owner or uuid.uuid4().hex[:12]
         self._slots = asyncio.Semaphore(settings.max_concurrent_requests)
         self._tasks: set[asyncio.Task] = set()
@@ -145,16 +148,32 @@ class JobRunner:
         except WattgateError:
             return sorted(job.intensity_at_submission)
 
+    def principal(self, job: Job) -> Principal:
+        """The submitter, as it stands now: the tenant with its key's current limits (budget, models).
+        A key revoked since, or no longer allowed the model, fails the job (Unauthorized / Forbidden)."""
+        if job.tenant is None:
+            return ANONYMOUS
+        if job.key_id is None or self.keys is None:  # a trusted proxy named the tenant
+            return Principal(tenant=job.tenant)
+        record = self.keys.records().get(job.key_id)
+        if record is None or not record.active:
+            raise Unauthorized(f"API key {job.key_id} that submitted the job is revoked")
+        principal = Principal(record.tenant, record.key_id, record.limits)
+        if not principal.allows(job.model):
+            raise Forbidden(f"API key {job.key_id} is no longer allowed to use model {job.model!r}")
+        return principal
+
     async def _run_job(self, job: Job) -> None:
         state, error = "done", None
         try:
+            principal = self.principal(job)
             for idx, request, done in self.store.requests(job.id):
                 if done:
                     continue
                 if self.store.get(job.id, with_results=False).cancel_requested:
                     state, error = "cancelled", "cancelled by the client while running"
                     break
-                result = await self._run_request(job, idx, request)
+                result = await self._run_request(job, idx, request, principal)
                 self.store.save_result(job.id, idx, result)
                 self.store.renew(job.id, self.owner, self.settings.lease_s)
         except (NotFound, Unavailable) as exc:  # e.g. the model was unloaded before the job ran
@@ -169,7 +188,7 @@ class JobRunner:
             self.refresh_gauges()
             await self._finished_job(self.store.get(job.id))
 
-    async def _run_request(self, job: Job, idx: int, request) -> dict[str, Any]:
+    async def _run_request(self, job: Job, idx: int, request, principal: Principal = ANONYMOUS) -> dict[str, Any]:
         headers = dict(job.headers)
         headers["x-request-id"] = f"{job.id}-{idx}"  # joins the job to its ledger rows
         if request.header_length is not None:
@@ -178,7 +197,7 @@ class JobRunner:
             async with self._slots:
                 try:
                     answer = await self.dp.serve(job.model, job.version, lambda: self.dp.parse_rest(request.body, headers),
-                                                 lambda a: a, headers, deferrable=True)
+                                                 lambda a: a, headers, principal, deferrable=True)
                     break
                 except Overloaded as exc:  # no spare capacity within the jobs' share: yield to live traffic
                     wait_s = exc.retry_after_s

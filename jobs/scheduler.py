@@ -86,6 +86,17 @@ class Scheduler:
                 out[region] = points
         return out
 
+    def within_horizon(self, regions: Sequence[str], now: datetime, seconds: float) -> float:
+        """``seconds`` from now, cut to jobs.max_deadline_h and to the end of the regions' forecast (the
+        latest horizon), so a default deadline is never refused as beyond it; with no forecast, as is."""
+        seconds = min(float(seconds), self.settings.max_deadline_h * 3600.0)
+        forecasts = self.forecasts(regions, now, now + timedelta(seconds=seconds))
+        if forecasts:
+            horizon = max(horizon_end(p) for p in forecasts.values())
+            if horizon > now:
+                seconds = min(seconds, (horizon - now).total_seconds())
+        return seconds
+
     def intensity_now(self, regions: Sequence[str]) -> dict[str, float]:
         out = {}
         for region in regions:

@@ -10,9 +10,13 @@ from pydantic import BaseModel, Field
 
 class JobsSettings(BaseModel):
     enabled: bool = True
-    store: Literal["sqlite"] = "sqlite"
+    # sqlite: a file under server.state_dir, shared by one node's ingress replicas; redis: shared by
+    # gateways on several nodes (jobs.redis_url, else auth.redis_url; a Redis that never evicts keys).
+    store: Literal["sqlite", "redis"] = "sqlite"
     # Relative to server.state_dir unless absolute; every ingress replica of a node shares it.
     path: Path = Path("jobs.sqlite")
+    redis_url: str | None = None
+    redis_prefix: str = "wattgate:jobs"
     # Finished jobs (their results) are kept this long, then purged.
     result_ttl_s: float = Field(24 * 3600.0, gt=0)
     max_requests_per_job: int = Field(1000, ge=1)  # a longer list is 413

@@ -12,6 +12,8 @@ from typing import Any, Callable, Iterable
 
 import torch
 
+from optimizers.progress import epoch_bar
+
 CHECKPOINT_FILE = "checkpoint.pt"
 
 
@@ -143,8 +145,10 @@ def fit(
         )
         os.replace(tmp, ckpt_path)
 
+    bar = epoch_bar(config.epochs, state["epoch"])  # progress: a no-op unless `wattgate optimize` asked
     while not state["finished"] and state["epoch"] < config.epochs:
         model.train()
+        loss_sum, n_batches = torch.zeros((), device=device), 0
         for batch in batches(state["epoch"], generator):
             batch = _to(batch, device)
             optimizer.zero_grad(set_to_none=True)
@@ -156,6 +160,7 @@ def fit(
                 torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
             scaler.step(optimizer)
             scaler.update()
+            loss_sum, n_batches = loss_sum + loss.detach().float(), n_batches + 1  # no sync per batch
         scheduler.step()
         model.eval()
         with torch.no_grad():
@@ -172,6 +177,8 @@ def fit(
         if state["finished"] or state["epoch"] % config.checkpoint_every == 0 or state["epoch"] == config.epochs:
             state["finished"] = state["finished"] or state["epoch"] == config.epochs
             save()
+        bar.update(state["epoch"], float(loss_sum) / max(1, n_batches), val)
+    bar.close()
 
     model.load_state_dict(best_weights)
     model.to("cpu").eval()

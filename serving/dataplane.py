@@ -38,7 +38,7 @@ from serving.protocol import (
     validate_inputs,
 )
 from wattgate import __version__
-from tenants.budgets import BudgetStatus, TenantBudgets
+from tenants.budgets import BudgetDeferred, BudgetStatus, TenantBudgets
 from tenants.gate import ANONYMOUS, Principal
 from wattgate.errors import BadRequest, Overloaded, PayloadTooLarge, TooManyRequests, WattgateError
 from wattgate.metrics import MetricsRegistry
@@ -253,8 +253,9 @@ class DataPlane:
             request, requested, wanted_variant = parsed.request, parsed.requested, parsed.wanted_variant
         card = loaded.card
         tenant = principal.tenant
-        budget = self.budgets.status(tenant, principal.limits, request.parameters.get("deferrable") is True) \
-            if self.budgets is not None else None
+        # A job's request (``deferrable``) was deferred already: the defer action does not apply to it again.
+        wants_defer = request.parameters.get("deferrable") is True and not deferrable
+        budget = self.budgets.status(tenant, principal.limits, wants_defer) if self.budgets is not None else None
         if budget is not None and budget.action != "ok":
             wanted_variant = self._budget_action(budget, card, loaded, wanted_variant)
         slo_ms = request.parameters.get("slo_ms")
@@ -319,9 +320,10 @@ class DataPlane:
         spent = f"tenant {budget.tenant} has spent {budget.used_ratio:.0%} of its {budget.budget_g:g} gCO2e {budget.period} carbon budget"
         if budget.action == "reject":
             raise TooManyRequests(f"{spent}; requests are refused until the period ends", retry_s)
-        if budget.action == "defer":
-            raise TooManyRequests(f"{spent}; deferrable work is refused now: send it as a batch job or after the period ends",
-                                  retry_s)
+        if budget.action == "defer":  # over HTTP the gateway turns this into a job (gateway/jobs_api.py)
+            raise BudgetDeferred(f"{spent}; deferrable work is not served now: submit it as a job "
+                                 f"(POST /v2/models/{card.name}/jobs) or retry after the period ends", retry_s,
+                                 budget.tenant, budget.defer_deadline_s)
         cheaper = [v for v in card.fallback_variants if v in loaded.variants]
         return cheaper[0] if cheaper else wanted_variant
 

@@ -1,5 +1,10 @@
 """Carbon budgets per tenant, in gCO2e per calendar period (UTC day, ISO week or month), and what to
-do as one is spent: alert (50/80/100 %), serve a cheaper variant, refuse deferrable work, reject.
+do as one is spent: alert (50/80/100 %), serve a cheaper variant, defer deferrable work, reject.
+
+Defer: a request marked ``parameters.deferrable: true`` past ``defer_at`` raises ``BudgetDeferred``.
+Over HTTP it becomes a job of the tenant (``202`` and the job, see ``gateway/jobs_api.py``) due by
+``defer_deadline_s``; where a job cannot be handed back (gRPC, or the jobs room off) it is what it
+derives from, a 429 (gRPC: RESOURCE_EXHAUSTED) telling the client to submit it as a job.
 
 What a tenant spent comes from the energy ledger, which every ingress replica writes (``spent_since``
 is re-read every ``refresh_s``), plus what this replica charged since: the use shown lags the other
@@ -16,6 +21,7 @@ from typing import Callable
 
 from tenants.keys import KeyLimits
 from tenants.settings import BudgetActions
+from wattgate.errors import TooManyRequests
 
 ACTIONS = ("ok", "cheaper-variant", "defer", "reject")
 
@@ -45,6 +51,7 @@ class BudgetStatus:
     period: str
     period_end_s: float
     action: str  # one of ACTIONS
+    defer_deadline_s: float = 12 * 3600.0  # action "defer": the job's deadline, seconds from now
 
     @property
     def used_ratio(self) -> float:
@@ -69,6 +76,19 @@ def action_for(ratio: float, rules: BudgetActions, deferrable: bool) -> str:
     if ratio >= rules.cheaper_at:
         return "cheaper-variant"
     return "ok"
+
+
+class BudgetDeferred(TooManyRequests):
+    """Deferrable work of a tenant past its defer level: run it later as a job, or refuse it (429)."""
+
+    def __init__(self, message: str, retry_after_s: float = 1.0, tenant: str = "",
+                 deadline_s: float = 12 * 3600.0) -> None:
+        super().__init__(message, retry_after_s)
+        self.tenant = tenant
+        self.deadline_s = deadline_s  # the job's deadline, seconds from now (bounded by the forecast later)
+
+    def __reduce__(self):
+        return (type(self), (self.message, self.retry_after_s, self.tenant, self.deadline_s))
 
 
 @dataclass
@@ -111,7 +131,7 @@ class TenantBudgets:
         ratio = math.inf if limits.budget_g <= 0 else spent / limits.budget_g
         _, end = period_bounds(limits.budget_period, now)
         return BudgetStatus(tenant, float(limits.budget_g), spent, limits.budget_period, end,
-                            action_for(ratio, self.rules, deferrable))
+                            action_for(ratio, self.rules, deferrable), self.rules.defer_deadline_s)
 
     def add(self, tenant: str | None, carbon_g: float) -> None:
         """A served request's carbon; sends an alert the first time a level is crossed this period."""

@@ -10,13 +10,15 @@ from pydantic import BaseModel, Field, field_validator
 
 class BudgetActions(BaseModel):
     """What happens as a tenant spends its carbon budget, as fractions of it, in this order:
-    alert at each of ``alert_at``; serve a cheaper variant from ``cheaper_at``; refuse deferrable
-    work from ``defer_at`` (it belongs in a batch job); reject everything from ``reject_at``."""
+    alert at each of ``alert_at``; serve a cheaper variant from ``cheaper_at``; turn deferrable work
+    into a job from ``defer_at`` (over HTTP: 202 and the job, due within ``defer_deadline_s``, cut
+    to the forecast's horizon; gRPC refuses it); reject everything from ``reject_at``."""
 
     alert_at: list[float] = Field(default_factory=lambda: [0.5, 0.8, 1.0])
     cheaper_at: float = Field(0.8, gt=0)
     defer_at: float = Field(0.9, gt=0)
     reject_at: float = Field(1.0, gt=0)
+    defer_deadline_s: float = Field(12 * 3600.0, gt=0)  # a deferred request's job deadline, from now
     webhook_url: str | None = None  # a JSON POST when a tenant crosses an alert level
 
     @field_validator("alert_at")

@@ -11,6 +11,7 @@ import numpy as np
 
 from models.card import worst_domain
 from optimizers.metering import make_run_meter, metered
+from optimizers.progress import stage
 from optimizers.settings import OptimizersSettings
 from optimizers.stepcache import StepCache, content_hash
 
@@ -41,7 +42,7 @@ class Runner:
     def step(self, name: str, inputs: dict[str, Any], fn: Callable[[Path], dict[str, Any]]) -> tuple[Path, dict[str, Any]]:
         def wrapped(workdir: Path) -> dict[str, Any]:
             self.log(f"  running {name} ...")
-            with metered(self.meter, name) as record:
+            with metered(self.meter, name) as record, stage(name):
                 result = fn(workdir)
             result["run"] = record.to_dict()
             self.log(f"  {name}: {record.duration_s:.1f} s, {record.energy_j:.1f} J ({record.method})")

@@ -1,6 +1,7 @@
 """Deferrable jobs through a real `wattgate serve` (Ray Serve, HAProxy): a job submitted at a dirty
 hour runs in the forecast's minimum window, survives a gateway restart while scheduled, and its
-ledger row shows the actual and the counterfactual carbon. The replayed clock is set over the admin API."""
+ledger row shows the actual and the counterfactual carbon. The replayed clock is set over the admin API.
+A tenant past its budget's defer level gets its deferrable request back as its own job (202)."""
 
 from __future__ import annotations
 
@@ -58,6 +59,35 @@ def _stop(proc: subprocess.Popen, family: set[int]) -> None:
             pass
 
 
+def _deferred_by_budget(url: str) -> None:
+    """A tenant at 95 % of its budget: a deferrable infer is 202 and a job only it sees (then cancelled)."""
+    def new_key(tenant: str) -> tuple[str, str]:
+        doc = httpx.post(f"{url}/v2/admin/keys", json={"tenant": tenant, "budget_g": 1000.0}, timeout=30).json()
+        return doc["key"], doc["key_id"]
+
+    (key, key_id), (other, _) = new_key("team-a"), new_key("team-b")
+    auth = {"authorization": f"Bearer {key}", "content-type": "application/json"}
+    params = httpx.post(f"{url}/v2/models/digits/infer", content=digits_body(), headers=auth, timeout=30).json()["parameters"]
+    spent_g = params["budget_g"] - params["budget_remaining_g"]
+    assert httpx.patch(f"{url}/v2/admin/keys/{key_id}", json={"budget_g": spent_g / 0.95}, timeout=30).status_code == 200
+    deadline = time.time() + 30
+    while time.time() < deadline:  # until the key store and the budget (read from the ledger) catch up
+        r = httpx.post(f"{url}/v2/models/digits/infer", content=digits_body(deferrable=True), headers=auth, timeout=30)
+        if r.status_code == 202:
+            break
+        assert r.status_code == 200, r.text
+        spent_g = r.json()["parameters"]["budget_g"] - r.json()["parameters"]["budget_remaining_g"]
+        httpx.patch(f"{url}/v2/admin/keys/{key_id}", json={"budget_g": spent_g / 0.95}, timeout=30)
+        time.sleep(0.5)
+    assert r.status_code == 202, r.text
+    job = r.json()
+    assert job["tenant"] == "team-a" and r.headers["location"] == f"/v2/jobs/{job['id']}"
+    assert httpx.get(f"{url}{r.headers['location']}", headers={"authorization": f"Bearer {other}"},
+                     timeout=30).status_code == 404
+    cancelled = httpx.delete(f"{url}{r.headers['location']}", headers={"authorization": f"Bearer {key}"}, timeout=30)
+    assert cancelled.json()["state"] == "cancelled"
+
+
 def test_a_job_waits_for_the_clean_window_across_a_restart_and_books_its_counterfactual(digits_repository, tmp_path):
     from energy.ledger import EnergyLedger
     from routing.intensity.traces import load_trace
@@ -72,6 +102,7 @@ def test_a_job_waits_for_the_clean_window_across_a_restart_and_books_its_counter
         "intensity": {"provider": "replay", "fallback": ["static"],
                       "replay": {"files": {"DE": str(TRACES / "DE_2020H1.csv")}, "start": DIRTY.isoformat(), "speed": 0}},
         "jobs": {"poll_interval_s": 0.2},
+        "auth": {"mode": "optional"},
     }))
     url = f"http://127.0.0.1:{port}"
     trace = load_trace(TRACES / "DE_2020H1.csv", region="DE")
@@ -88,6 +119,7 @@ def test_a_job_waits_for_the_clean_window_across_a_restart_and_books_its_counter
         assert job["expected_intensity_g_per_kwh"] < trace.intensity_g_per_kwh[trace.index_at(DIRTY)]
         assert httpx.post(f"{url}/v2/models/digits/jobs", content=b"[1, 2", timeout=30).status_code == 400
         assert httpx.get(f"{url}/v2/jobs/no-such-job", timeout=30).status_code == 404
+        _deferred_by_budget(url)
         time.sleep(1.0)  # a few runner passes: not due at the dirty hour
         assert httpx.get(f"{url}/v2/jobs/{job['id']}", timeout=30).json()["state"] == "scheduled"
 
