@@ -21,6 +21,7 @@ from loadtests.procs import ServerProcess, free_port
 from wattgate.errors import NotFound, Unavailable
 
 ROOT = Path(__file__).resolve().parent.parent
+GREEN_TOPOLOGY = ROOT / "bench" / "green-topology.yaml"  # the wattgate-green cell's pools, sized to this machine
 TRITON_LABEL = "Triton 2.51 (PyTriton, Python backend calling ONNX Runtime)"
 
 LABELS = {
@@ -182,7 +183,8 @@ def start_wattgate(variant: str, cache_url: str | None = None, config: Path | No
             "cache": {"enabled": variant == "wattgate-cache", **({"url": cache_url} if cache_url and variant == "wattgate-cache" else {})},
         }
         if variant == "wattgate-green":
-            overrides["routing"] = {"policy": "lowest-carbon"}  # over the default topology file's pools
+            # The example topology's three logical pools, each sized to this machine (bench/green-topology.yaml).
+            overrides["routing"] = {"policy": "lowest-carbon", "topology_file": str(GREEN_TOPOLOGY)}
         else:
             # No topology file -> one local pool, no routing decision: isolates the cache / the bare gateway.
             overrides["routing"] = {"topology_file": str(state / "no-topology.yaml")}

@@ -119,12 +119,14 @@ def build_app(settings: Settings) -> serve.Application:
             replicas = {"num_replicas": p.num_replicas}
         pools[name] = PoolWorker.options(
             name=f"pool-{name}", ray_actor_options=options, max_ongoing_requests=s.max_ongoing_requests, **replicas,
+            logging_config={"enable_access_log": s.access_log},
         ).bind(settings, name, store if name in scaled else None)
     return Gateway.options(
         name="Gateway",
         num_replicas=s.ingress_replicas,
         max_ongoing_requests=s.max_ongoing_requests,
         ray_actor_options={"num_cpus": s.ingress_num_cpus},
+        logging_config={"enable_access_log": s.access_log},
     ).bind(settings, pools)  # pickled whole: secrets (SecretStr) travel intact, never rendered as text
 
 
