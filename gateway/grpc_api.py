@@ -27,6 +27,7 @@ from serving.dataplane import DataPlane
 from serving.grpc_codec import encode_infer_message, parse_infer_message
 from tenants.audit import AuditLog
 from tenants.gate import Principal, TenantGate, build_gate
+from tenants.hold import AdmissionRefused
 from tenants.settings import AuthSettings
 from wattgate.errors import BadRequest, NotFound, PayloadTooLarge, Unavailable, WattgateError
 
@@ -118,6 +119,8 @@ class GrpcApi:
                 self.gate.authenticate(metadata.get("authorization"), metadata.get("x-tenant"), peer, model=request.name)
             return await handler(request, metadata)
         except WattgateError as exc:
+            if isinstance(exc, AdmissionRefused):  # over quota: answered after its Retry-After (bounded), unchanged
+                await self.gate.hold.hold(exc.tenant, exc.retry_after_s)
             code, details, trailers = grpc_status(exc)
             context.set_code(code)
             context.set_details(details)

@@ -20,6 +20,7 @@ from serving.dataplane import DataPlane
 from tenants.audit import AuditLog
 from tenants.budgets import BudgetDeferred
 from tenants.gate import TenantGate, build_gate
+from tenants.hold import AdmissionRefused
 from tenants.settings import AuthSettings
 from wattgate.errors import Forbidden, NotFound, Unauthorized, Unavailable, WattgateError
 
@@ -121,6 +122,9 @@ class HttpApi:
             if any(r.pattern.fullmatch(path) for r in self.routes):
                 return _json(405, {"error": f"method {method} not allowed on {path}"})
             raise NotFound(f"no route for {method} {path}")
+        except AdmissionRefused as exc:  # over quota: answered after its Retry-After (bounded), unchanged
+            await self.gate.hold.hold(exc.tenant, exc.retry_after_s)
+            return error_response(exc)
         except WattgateError as exc:
             return error_response(exc)
         except Exception:  # a bug must cost one request, never the server

@@ -238,7 +238,7 @@ def build_data_plane(
     dataplane = DataPlane(settings, host, router, accountant, cache=cache, metrics=metrics, budgets=budgets, guard=guard)
     state_gauges = StateGauges(metrics, intensity, router.pool_health, router.budget_use)
     return DataPlaneParts(settings, host, dataplane, attributor, metrics, metrics_sink, ledger_sink, cache, provider,
-                          intensity, router, control, state_gauges, anomaly_sink, keys, build_gate(auth, keys),
+                          intensity, router, control, state_gauges, anomaly_sink, keys, build_gate(auth, keys, metrics),
                           AuditLog(settings.state_path(auth.audit_file)), tenant_sink, guard, exclusions)
 
 

@@ -22,6 +22,7 @@ import itertools
 from dataclasses import dataclass
 
 from wattgate.errors import TooManyRequests
+from wattgate.metrics import MetricsRegistry
 
 
 @dataclass(eq=False)
@@ -32,7 +33,8 @@ class _Waiter:
 
 
 class FairQueue:
-    def __init__(self, capacity: int, max_queue_per_tenant: int = 64, max_wait_s: float = 10.0) -> None:
+    def __init__(self, capacity: int, max_queue_per_tenant: int = 64, max_wait_s: float = 10.0,
+                 metrics: MetricsRegistry | None = None) -> None:
         if capacity < 1 or max_queue_per_tenant < 0 or not max_wait_s > 0:
             raise ValueError("capacity >= 1, max_queue_per_tenant >= 0 and max_wait_s > 0")
         self.capacity = capacity
@@ -46,6 +48,15 @@ class FairQueue:
         self._waiting: dict[str, int] = {}  # live waiters per tenant
         self._finish: dict[str, float] = {}  # each tenant's last virtual finish tag
         self._vtime = 0.0
+        registry = metrics or MetricsRegistry()  # a private one when nobody scrapes
+        self._refused_c = registry.counter("wattgate_fair_refused_total",
+                                           "Tenant requests refused by fair admission (queue full or waited too long)")
+        self._queued_c = registry.counter("wattgate_fair_queued_total",
+                                          "Tenant requests that waited for a slot of a saturated ingress replica")
+
+    def _count_refused(self) -> None:
+        self.refused += 1
+        self._refused_c.inc()
 
     @property
     def waiting(self) -> int:
@@ -68,7 +79,7 @@ class FairQueue:
 
     async def _wait(self, tenant: str, weight: float) -> None:
         if self._waiting.get(tenant, 0) >= self.max_queue_per_tenant:
-            self.refused += 1
+            self._count_refused()
             raise TooManyRequests(f"tenant {tenant}: the gateway is saturated and this tenant already has "
                                   f"{self.max_queue_per_tenant} requests waiting", 1.0)
         start = max(self._vtime, self._finish.get(tenant, 0.0))
@@ -77,6 +88,7 @@ class FairQueue:
         heapq.heappush(self._heap, (start, next(self._seq), waiter))
         self._waiting[tenant] = self._waiting.get(tenant, 0) + 1
         self.queued_total += 1
+        self._queued_c.inc()
         try:
             async with asyncio.timeout(self.max_wait_s):
                 await waiter.future
@@ -86,7 +98,7 @@ class FairQueue:
             else:
                 self._leave(waiter)
             if isinstance(exc, TimeoutError):
-                self.refused += 1
+                self._count_refused()
                 raise TooManyRequests(f"tenant {tenant}: the gateway is saturated; waited {self.max_wait_s:g} s "
                                       "for a fair share of it", self.max_wait_s) from None
             raise

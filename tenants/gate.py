@@ -17,9 +17,11 @@ from typing import AsyncIterator
 
 from tenants.keys import KeyLimits, KeyStore, check_tenant, parse_bearer
 from tenants.fair import FairQueue
+from tenants.hold import AdmissionRefused, RefusalHold
 from tenants.limits import Limiter
 from tenants.settings import AuthSettings
-from wattgate.errors import BadRequest, Forbidden, Unauthorized
+from wattgate.errors import BadRequest, Forbidden, TooManyRequests, Unauthorized
+from wattgate.metrics import MetricsRegistry
 
 
 @dataclass(frozen=True)
@@ -45,11 +47,14 @@ def _networks(entries: list[str]) -> list:
 
 
 class TenantGate:
-    def __init__(self, settings: AuthSettings, keys: KeyStore | None, limiter: Limiter, fair: FairQueue) -> None:
+    def __init__(self, settings: AuthSettings, keys: KeyStore | None, limiter: Limiter, fair: FairQueue,
+                 hold: RefusalHold | None = None) -> None:
         self.settings = settings
         self.keys = keys
         self.limiter = limiter
         self.fair = fair
+        self.hold = hold or RefusalHold(settings.refusal_hold_max_s, settings.max_held_refusals,
+                                        settings.max_held_refusals_per_tenant)
         self._trusted = _networks(settings.trusted_proxies)
 
     @property
@@ -87,7 +92,8 @@ class TenantGate:
     @asynccontextmanager
     async def admit(self, principal: Principal) -> AsyncIterator[None]:
         """Holds the tenant's place for one request: a rate token and an in-flight slot (refused at
-        once when over), then a slot of this replica (queued in weighted fair order when saturated)."""
+        once when over), then a slot of this replica (queued in weighted fair order when saturated).
+        A refusal here is an ``AdmissionRefused``, which the front ends hold (``self.hold``) before answering."""
         if principal.tenant is None:
             await self.fair.acquire(None)
             try:
@@ -97,9 +103,15 @@ class TenantGate:
             return
         limits = principal.limits or KeyLimits()
         slot = f"{_SLOT_PREFIX}-{next(_slots)}"  # unique across replicas, for Redis's in-flight set
-        await self.limiter.acquire(principal.tenant, limits, slot)
         try:
-            await self.fair.acquire(principal.tenant, limits.weight)
+            await self.limiter.acquire(principal.tenant, limits, slot)
+        except TooManyRequests as exc:
+            raise AdmissionRefused(exc.message, exc.retry_after_s, principal.tenant) from None
+        try:
+            try:
+                await self.fair.acquire(principal.tenant, limits.weight)
+            except TooManyRequests as exc:
+                raise AdmissionRefused(exc.message, exc.retry_after_s, principal.tenant) from None
             try:
                 yield
             finally:
@@ -108,9 +120,12 @@ class TenantGate:
             await self.limiter.release(principal.tenant, limits, slot)
 
 
-def build_gate(settings: AuthSettings, keys: KeyStore | None) -> TenantGate:
+def build_gate(settings: AuthSettings, keys: KeyStore | None, metrics: MetricsRegistry | None = None) -> TenantGate:
+    """``metrics``: the replica's registry, which then exports the fair queue's and the hold's counters."""
     from tenants.limits import LocalLimiter, RedisLimiter
 
     limiter = RedisLimiter(settings.redis_url, settings.redis_prefix) if settings.redis_url else LocalLimiter()
-    fair = FairQueue(settings.fair.capacity, settings.fair.max_queue_per_tenant, settings.fair.max_wait_s)
-    return TenantGate(settings, keys, limiter, fair)
+    fair = FairQueue(settings.fair.capacity, settings.fair.max_queue_per_tenant, settings.fair.max_wait_s, metrics)
+    hold = RefusalHold(settings.refusal_hold_max_s, settings.max_held_refusals, settings.max_held_refusals_per_tenant,
+                       metrics)
+    return TenantGate(settings, keys, limiter, fair, hold)

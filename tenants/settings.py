@@ -54,6 +54,12 @@ class AuthSettings(BaseModel):
     redis_url: str | None = None  # also shares rate and concurrency limits across ingress replicas
     redis_prefix: str = "wattgate:tenants"
     fair: FairSettings = FairSettings()
+    # A quota 429 (rate, concurrency, fair share) is answered after min(its Retry-After, this), so a
+    # client that ignores Retry-After cannot recycle refusals as fast as the proxy turns them round
+    # (tenants/hold.py); 0 answers at once. Bounded per ingress replica, and per tenant within it.
+    refusal_hold_max_s: float = Field(1.0, ge=0, le=60)
+    max_held_refusals: int = Field(64, ge=0)
+    max_held_refusals_per_tenant: int = Field(32, ge=0)
     # `keys rotate` without --grace / grace_s: how long a rotated key's previous secret still works.
     rotation_grace_s: float = Field(0.0, ge=0)
     # /metrics tenant label: tenants with keys, up to this many; the rest fold into "other".
