@@ -53,6 +53,8 @@ class FairQueue:
                                            "Tenant requests refused by fair admission (queue full or waited too long)")
         self._queued_c = registry.counter("wattgate_fair_queued_total",
                                           "Tenant requests that waited for a slot of a saturated ingress replica")
+        self._refused_c.inc(0)  # exported as 0 from the start, so rate() sees the first one
+        self._queued_c.inc(0)
 
     def _count_refused(self) -> None:
         self.refused += 1

@@ -57,6 +57,9 @@ class RefusalHold:
         self._full_c = registry.counter("wattgate_refusals_hold_full_total",
                                         "Quota refusals answered at once: this replica's or the tenant's hold slots were full")
         self._holding_g = registry.gauge("wattgate_refusals_holding", "Quota refusals being held now")
+        for counter in (self._held_c, self._full_c):
+            counter.inc(0)  # exported as 0 from the start, so rate() sees the first refusal
+        self._holding_g.set(0)
 
     def hold_s(self, retry_after_s: float) -> float:
         return max(0.0, min(retry_after_s, self.max_s))

@@ -15,6 +15,7 @@ from gateway.http import error_response
 from tenants.hold import RefusalHold
 from tenants.keys import KeyLimits
 from wattgate.errors import TooManyRequests
+from wattgate.metrics import render
 
 from tests.gateway.test_grpc_api import Context, _infer_request
 from tests.gateway.test_tenants_http import BODY, make_api
@@ -34,7 +35,7 @@ class FakeSleep:
 
 def gateway(make_plane, sleep, **auth):
     parts = make_plane(auth={"mode": "required", **auth})
-    parts.gate.hold = RefusalHold(parts.settings.auth.refusal_hold_max_s, 64, 32, sleep=sleep)
+    parts.gate.hold = RefusalHold(parts.settings.auth.refusal_hold_max_s, 64, 32, parts.metrics, sleep=sleep)
     return parts, make_api(parts)
 
 
@@ -55,6 +56,9 @@ async def test_an_http_refusal_is_held_then_answered_as_before(make_plane):
     assert int(out_headers["retry-after"]) == 2
     assert (await api.handle("POST", "/v2/models/digits/infer", {}, BODY, "127.0.0.1"))[0] == 401
     assert sleep.asked == [1.0]  # a 401 is answered at once
+    text = render(parts.snapshot())  # the replica's /metrics
+    assert "wattgate_refusals_held_total 1" in text and "wattgate_refusals_holding 0" in text
+    assert "wattgate_fair_refused_total 0" in text and "wattgate_fair_queued_total 0" in text
 
 
 async def test_a_client_gone_while_held_frees_the_slot(make_plane):

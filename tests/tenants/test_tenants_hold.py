@@ -128,7 +128,7 @@ async def test_the_gate_refuses_over_quota_as_a_holdable_refusal_and_exports_the
     assert gate.fair.in_use == 0
     snap = registry.snapshot()
     assert snap["wattgate_fair_refused_total"]["series"] == [[[], 1.0]]
-    assert snap["wattgate_fair_queued_total"]["series"] == []  # nobody waited: refused at once
+    assert snap["wattgate_fair_queued_total"]["series"] == [[[], 0.0]]  # nobody waited: refused at once
 
 
 def test_admission_refused_pickles_with_its_tenant_and_is_a_429():
