@@ -244,7 +244,8 @@ def test_keys_survive_a_restart_and_budget_actions_fire_in_order(keys, deploy, d
     order = {"ok": 0, "cheaper-variant": 1, "reject": 3}
     assert actions[-1] == "reject" and "ok" in actions and "cheaper-variant" in actions
     assert [order[a] for a in actions] == sorted(order[a] for a in actions)
-    assert deferred in (429, None)
+    # The defer level hands deferrable work to the jobs API: 202 and a job (test_jobs_integration.py runs one).
+    assert deferred in (202, None)
     time.sleep(1.0)
     levels = [a["level"] for a in _Webhook.received if a["tenant"] == "team-d"]
     assert levels == [0.5, 0.8, 1.0]
