@@ -16,6 +16,7 @@ import asyncio
 import logging
 import secrets
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Literal
 
@@ -110,6 +111,38 @@ class _LeaderGone:
 _LEADER_GONE = _LeaderGone()
 
 
+class DecodedValues:
+    """The last values this replica decoded, by key: a hit whose stored bytes are unchanged reuses the
+    tensors instead of decoding them again (they are read-only views). Bounded by entries and bytes."""
+
+    def __init__(self, max_entries: int = 1024, max_bytes: int = 16 << 20) -> None:
+        self.max_entries, self.max_bytes = max_entries, max_bytes
+        self._entries: OrderedDict[str, tuple[bytes, list[Tensor]]] = OrderedDict()
+        self._bytes = 0
+
+    def decode(self, key: str, raw: bytes) -> list[Tensor]:
+        seen = self._entries.get(key)
+        if seen is not None and (seen[0] is raw or seen[0] == raw):  # the same value: an identity or memcmp check
+            self._entries.move_to_end(key)
+            return list(seen[1])
+        outputs = decode_outputs(raw)
+        if seen is not None:
+            self._forget(key)
+        if len(raw) <= self.max_bytes:
+            self._entries[key] = (raw, outputs)
+            self._bytes += len(raw)
+            while len(self._entries) > self.max_entries or self._bytes > self.max_bytes:
+                self._forget(next(iter(self._entries)))
+        return list(outputs)
+
+    def _forget(self, key: str) -> None:
+        raw, _ = self._entries.pop(key)
+        self._bytes -= len(raw)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
 class PredictionCacheService:
     """The cache in front of one gateway replica's models; use it from one event loop."""
 
@@ -118,6 +151,7 @@ class PredictionCacheService:
         self.settings = settings
         self._per_model: dict[str, ModelCacheSettings] = {}
         self._inflight: dict[str, asyncio.Future] = {}
+        self._decoded = DecodedValues()
         self._warning = _RateLimitedWarning(log, settings.warn_interval_s)
         self.hits = metrics.counter("wattgate_cache_hits_total", "Requests answered without running the model", ["model"])
         self.misses = metrics.counter("wattgate_cache_misses_total", "Requests computed and stored in the cache", ["model"])
@@ -192,7 +226,7 @@ class PredictionCacheService:
             return await self._bypass(exc, "get", compute, cost, model, version)
         if raw is not None:
             try:
-                outputs = cost.run(decode_outputs, raw)
+                outputs = cost.run(self._decoded.decode, key, raw)
             except CacheUnavailable as exc:
                 # Recomputing overwrites the bad value; the request is served as a miss.
                 self.errors.inc(model=model, op="decode")
