@@ -29,11 +29,10 @@ from bench.systems import ROOT
 
 
 def _bodies(n: int) -> list[bytes]:
-    from loadtests.payloads import digits_images
+    from loadtests.aioload import digits_json_request
 
-    x = digits_images()
-    return [json.dumps({"inputs": [{"name": "pixels", "datatype": "FP32", "shape": [1, 64],
-                                    "data": x[i % len(x)].tolist()}]}).encode() for i in range(n)]
+    make = digits_json_request()
+    return [make(i)[0] for i in range(n)]
 
 
 def build(repository: Path, cache: bool, state: Path):

@@ -77,9 +77,6 @@ class AnomalySink:
             sink.webhook = Webhook(settings.webhook_url, settings.webhook_timeout_s, sink._webhook_failed)
         return sink
 
-    def record(self, accounted: AccountedRequest) -> None:
-        self.record_many((accounted,))
-
     def record_many(self, batch: Sequence[AccountedRequest]) -> None:
         """One observation per batch run: every request of a batch has the same J per inference, so the
         batch's first request stands for it (a batched sink: see serving/accounting.py)."""
