@@ -45,7 +45,8 @@ _SQL_TYPES = {
 GROUPABLE = ("model", "version", "variant", "region", "hardware", "pool", "energy_method", "cache", "tenant", "route_reason")
 # 2: active_j, idle_j and intensity_source; carbon may be NULL (no intensity reading); start-up accounts.
 # 3: the jobs table (deferrable jobs: decision and counterfactual carbon); accounts.pool (added in place).
-SCHEMA_VERSION = 3
+# 4: jobs.tenant (added in place).
+SCHEMA_VERSION = 4
 # startup: a replica's start (model load, warm-up); idle: an autoscaled pool replica's static power
 # while provisioned (booked by the replica itself, per pool).
 ACCOUNT_KINDS = ("startup", "idle")
@@ -65,7 +66,7 @@ _CREATE_JOBS = (
     "CREATE TABLE IF NOT EXISTS jobs (job_id TEXT PRIMARY KEY, time_s REAL NOT NULL, model TEXT NOT NULL, version TEXT, "
     "state TEXT NOT NULL, decision TEXT NOT NULL, plan_reason TEXT NOT NULL, submitted_at TEXT NOT NULL, "
     "scheduled_for TEXT NOT NULL, deadline TEXT NOT NULL, region TEXT, expected_intensity_g_per_kwh REAL, "
-    "requests INTEGER NOT NULL, energy_j REAL NOT NULL, carbon_g REAL, counterfactual_carbon_g REAL)"
+    "requests INTEGER NOT NULL, energy_j REAL NOT NULL, carbon_g REAL, counterfactual_carbon_g REAL, tenant TEXT)"
 )
 # Live quality-guard samples (serving/quality_guard.py): quality next to the carbon it cost and saved.
 _QUALITY_TYPES = {"time_s": "REAL NOT NULL", "value": "REAL NOT NULL", "rows": "INTEGER NOT NULL", "energy_j": "REAL NOT NULL",
@@ -116,6 +117,8 @@ class EnergyLedger:
             if "pool" not in [r[1] for r in self._conn.execute("PRAGMA table_info(accounts)")]:
                 self._conn.execute("ALTER TABLE accounts ADD COLUMN pool TEXT")  # ledgers before per-pool idle
             self._conn.execute(_CREATE_JOBS)
+            if "tenant" not in [r[1] for r in self._conn.execute("PRAGMA table_info(jobs)")]:
+                self._conn.execute("ALTER TABLE jobs ADD COLUMN tenant TEXT")  # ledgers before per-tenant jobs
             self._conn.execute(_CREATE_QUALITY)
             self._conn.execute("CREATE INDEX IF NOT EXISTS ledger_time ON ledger (time_s)")
             self._conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
@@ -176,20 +179,24 @@ class EnergyLedger:
             except sqlite3.Error as exc:
                 raise DependencyError(f"energy ledger write failed: {exc}") from exc
 
-    def shifted(self, since_s: float | None = None, until_s: float | None = None) -> tuple[int, float, float]:
-        """Deferrable jobs finished in ``[since_s, until_s)`` whose carbon and counterfactual are both known:
-        (jobs, actual gCO2e, counterfactual gCO2e, i.e. had they run at submission)."""
+    def shifted(self, since_s: float | None = None, until_s: float | None = None,
+                tenant: str | None = None) -> tuple[int, float, float]:
+        """Deferrable jobs finished in ``[since_s, until_s)`` (of ``tenant`` when given) whose carbon and
+        counterfactual are both known: (jobs, actual gCO2e, counterfactual gCO2e, i.e. had they run at submission)."""
         where, params = _since(since_s, until_s)
         known = "carbon_g IS NOT NULL AND counterfactual_carbon_g IS NOT NULL"
+        if tenant is not None:
+            known, params = f"{known} AND tenant = ?", (*params, tenant)
         where = f"{where} AND {known}" if where else f" WHERE {known}"
         n, actual, counterfactual = self._query(
             f"SELECT COUNT(*), COALESCE(SUM(carbon_g), 0), COALESCE(SUM(counterfactual_carbon_g), 0) FROM jobs{where}", params,
         )[0]
         return int(n), float(actual), float(counterfactual)
 
-    def jobs(self, limit: int = 100) -> list[JobRecord]:
-        """Finished jobs, newest first."""
-        rows = self._query(f"SELECT {', '.join(JOB_FIELDS)} FROM jobs ORDER BY time_s DESC LIMIT ?", (int(limit),))
+    def jobs(self, limit: int = 100, tenant: str | None = None) -> list[JobRecord]:
+        """Finished jobs (of ``tenant`` when given), newest first."""
+        where, params = (" WHERE tenant = ?", (tenant,)) if tenant is not None else ("", ())
+        rows = self._query(f"SELECT {', '.join(JOB_FIELDS)} FROM jobs{where} ORDER BY time_s DESC LIMIT ?", (*params, int(limit)))
         return [JobRecord(*r) for r in rows]
 
     def accounts(self, since_s: float | None = None, until_s: float | None = None) -> list[dict]:

@@ -63,6 +63,7 @@ class JobRecord:
     energy_j: float
     carbon_g: float | None  # None: some request's carbon is unknown
     counterfactual_carbon_g: float | None
+    tenant: str | None = None  # the submitting key's tenant; None with auth off (and for jobs booked before schema 4)
 
 
 JOB_FIELDS = tuple(f.name for f in fields(JobRecord))

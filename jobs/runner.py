@@ -218,6 +218,7 @@ class JobRunner:
                     job.id, time.time(), job.model, job.version, job.state, job.plan.decision, job.plan.reason,
                     iso(job.submitted_at), iso(job.plan.start), iso(job.deadline), job.plan.region,
                     job.plan.expected_g_per_kwh, job.requests_n, t["energy_j"], t["carbon_g"], t["counterfactual_carbon_g"],
+                    job.tenant,
                 ))
             except WattgateError as exc:
                 log.warning("ledger: job %s not booked: %s", job.id, exc)

@@ -204,6 +204,30 @@ def test_idle_energy_is_booked_per_pool_and_an_old_accounts_table_gains_the_colu
             ("idle", "de-x86"): 1.0, ("idle", "fr-x86"): 3.0}
 
 
+def test_an_old_jobs_table_gains_the_tenant_column_and_keeps_its_rows(tmp_path):
+    import sqlite3
+
+    from energy.ledger_record import JobRecord
+
+    path = tmp_path / "old.sqlite"
+    con = sqlite3.connect(path)  # a schema-3 jobs table: jobs carried no tenant
+    con.execute("CREATE TABLE jobs (job_id TEXT PRIMARY KEY, time_s REAL NOT NULL, model TEXT NOT NULL, version TEXT, "
+                "state TEXT NOT NULL, decision TEXT NOT NULL, plan_reason TEXT NOT NULL, submitted_at TEXT NOT NULL, "
+                "scheduled_for TEXT NOT NULL, deadline TEXT NOT NULL, region TEXT, expected_intensity_g_per_kwh REAL, "
+                "requests INTEGER NOT NULL, energy_j REAL NOT NULL, carbon_g REAL, counterfactual_carbon_g REAL)")
+    con.execute("INSERT INTO jobs VALUES ('old', 1, 'digits', '1', 'done', 'shifted', 'r', 's', 's', 'd', 'FR', 40, 2, 1, 1, 3)")
+    con.execute("PRAGMA user_version=3")
+    con.commit()
+    con.close()
+    with EnergyLedger(path, background=False) as ledger:
+        ledger.record_job(JobRecord("new", 2.0, "digits", "1", "done", "shifted", "r", "s", "s", "d", "FR", 40.0, 2, 1.0,
+                                    0.5, 2.5, "team-a"))
+        assert [(j.job_id, j.tenant) for j in ledger.jobs()] == [("new", "team-a"), ("old", None)]
+        assert ledger.shifted() == (2, 1.5, 5.5)
+        assert ledger.shifted(tenant="team-a") == (1, 0.5, 2.5)
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 4
+
+
 def test_quality_samples_sit_next_to_the_carbon_the_variant_saved(tmp_path):
     from energy.ledger_record import QualityRecord
 

@@ -109,6 +109,8 @@ async def test_a_job_is_its_tenants_alone_and_runs_as_that_tenant(make_plane, tm
     parts.ledger_sink.ledger.flush()
     rows = {r.request_id: r.tenant for r in parts.ledger_sink.ledger.records(limit=None)}
     assert rows == {f"{job['id']}-0": "team-a", f"{job_b['id']}-0": "team-b"}
+    booked = {j.job_id: j.tenant for j in parts.ledger_sink.ledger.jobs()}  # the jobs table says whose job it was
+    assert booked == {job["id"]: "team-a", job_b["id"]: "team-b"}
     status, _, shown = await call(api, "GET", path, key=a)
     assert shown["results"][0]["parameters"]["tenant"] == "team-a"
     assert shown["results"][0]["parameters"]["budget_remaining_g"] < 1000.0  # it spent team-a's budget

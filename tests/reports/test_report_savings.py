@@ -70,9 +70,9 @@ def test_time_shift_reads_the_jobs_table_and_is_none_without_jobs(tmp_path):
     with EnergyLedger(db, background=False) as ledger:
         assert read_time_shift(ledger, T0, T0 + 3600) is None  # no job in the ledger
 
-    def job(i: int, t: float, carbon: float | None, counterfactual: float | None) -> JobRecord:
+    def job(i: int, t: float, carbon: float | None, counterfactual: float | None, tenant: str | None = "a") -> JobRecord:
         return JobRecord(f"j{i}", t, "digits", "1", "done", "shifted", "min window", "2026-11-30T00:00:00Z",
-                         "2026-11-30T03:00:00Z", "2026-11-30T12:00:00Z", "FR", 40.0, 10, 1.0, carbon, counterfactual)
+                         "2026-11-30T03:00:00Z", "2026-11-30T12:00:00Z", "FR", 40.0, 10, 1.0, carbon, counterfactual, tenant)
 
     with EnergyLedger(db, background=False) as ledger:
         ledger.record_job(job(1, T0 + 10, 1.0, 3.0))
@@ -81,4 +81,12 @@ def test_time_shift_reads_the_jobs_table_and_is_none_without_jobs(tmp_path):
         ledger.record_job(job(4, T0 + 7200, 1.0, 9.0))  # another period
         shift = read_time_shift(ledger, T0, T0 + 3600)
         assert shift.jobs == 2 and shift.saved_g == pytest.approx(2.5)
-        assert read_time_shift(ledger, T0, T0 + 3600, tenant="b") is None  # jobs carry no tenant
+        ledger.record_job(job(5, T0 + 40, 0.5, 4.5, tenant="b"))
+        ledger.record_job(job(6, T0 + 50, 0.5, 0.75, tenant=None))  # auth off: in the total only
+        shift = read_time_shift(ledger, T0, T0 + 3600)
+        assert shift.jobs == 4 and shift.saved_g == pytest.approx(2.5 + 4.0 + 0.25)
+        mine = read_time_shift(ledger, T0, T0 + 3600, tenant="a")
+        assert mine.jobs == 2 and mine.saved_g == pytest.approx(2.5)
+        assert read_time_shift(ledger, T0, T0 + 3600, tenant="b").saved_g == pytest.approx(4.0)
+        assert read_time_shift(ledger, T0, T0 + 3600, tenant="c") is None
+        assert [j.job_id for j in ledger.jobs(tenant="a")] == ["j4", "j3", "j2", "j1"]
