@@ -257,7 +257,8 @@ class DataPlane:
         wants_defer = request.parameters.get("deferrable") is True and not deferrable
         budget = self.budgets.status(tenant, principal.limits, wants_defer) if self.budgets is not None else None
         if budget is not None and budget.action != "ok":
-            wanted_variant = self._budget_action(budget, card, loaded, wanted_variant)
+            excluded = self.guard.exclusions if self.guard is not None else None
+            wanted_variant = self._budget_action(budget, card, loaded, wanted_variant, excluded)
         slo_ms = request.parameters.get("slo_ms")
         context = ClientContext(
             client_region=headers.get("x-client-region"),
@@ -314,8 +315,11 @@ class DataPlane:
         return InferAnswer(card.name, card.version, outputs, requested, request_id, params)
 
     @staticmethod
-    def _budget_action(budget: BudgetStatus, card, loaded: LoadedVersion, wanted_variant: str | None) -> str | None:
-        """Reject, refuse deferrable work, or pick the cheaper variant the card allows (a fallback loaded here)."""
+    def _budget_action(budget: BudgetStatus, card, loaded: LoadedVersion, wanted_variant: str | None,
+                       excluded=None) -> str | None:
+        """Reject, refuse deferrable work, or pick the cheaper variant the card allows: its cheapest fallback
+        that is loaded here and that the quality guard has not taken out of routing (``excluded``; the
+        router would only swap an excluded one back to the dearer reference)."""
         retry_s = max(1.0, budget.period_end_s - time.time())
         spent = f"tenant {budget.tenant} has spent {budget.used_ratio:.0%} of its {budget.budget_g:g} gCO2e {budget.period} carbon budget"
         if budget.action == "reject":
@@ -324,7 +328,8 @@ class DataPlane:
             raise BudgetDeferred(f"{spent}; deferrable work is not served now: submit it as a job "
                                  f"(POST /v2/models/{card.name}/jobs) or retry after the period ends", retry_s,
                                  budget.tenant, budget.defer_deadline_s)
-        cheaper = [v for v in card.fallback_variants if v in loaded.variants]
+        cheaper = [v for v in card.fallback_variants
+                   if v in loaded.variants and not (excluded is not None and excluded.is_excluded(card.name, v))]
         return cheaper[0] if cheaper else wanted_variant
 
 

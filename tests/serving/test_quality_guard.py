@@ -169,3 +169,24 @@ def test_bad_guard_settings_fail_at_load(make_plane, guarded_repository):
         _plane(make_plane, guarded_repository, sample_rate=1.5)
     with pytest.raises(BadRequest, match="reference variant 'fp16'"):
         _plane(make_plane, guarded_repository, reference_variant="fp16")
+
+
+def test_a_tenant_past_its_cheaper_level_gets_the_cheapest_fallback_the_guard_has_not_excluded():
+    import time
+    from types import SimpleNamespace
+
+    from routing.exclusions import VariantExclusions
+    from serving.dataplane import DataPlane
+
+    budget = SimpleNamespace(action="cheaper-variant", period_end_s=time.time() + 60, tenant="a", used_ratio=0.85,
+                             budget_g=1.0, period="day")
+    card = SimpleNamespace(name="m", fallback_variants=["int8", "copy", "gone"])  # cheapest first
+    loaded = SimpleNamespace(variants={"fp32": object(), "int8": object(), "copy": object()})  # "gone" is not loaded
+    excluded = VariantExclusions()
+    assert DataPlane._budget_action(budget, card, loaded, "fp32", excluded) == "int8"
+    excluded.exclude("m", "int8", "fp32", "agreement 0.4 < 0.95")
+    # The router would swap an excluded int8 back to the dearer fp32: the budget goes to the next fallback.
+    assert DataPlane._budget_action(budget, card, loaded, "fp32", excluded) == "copy"
+    excluded.exclude("m", "copy", "fp32", "agreement 0.5 < 0.95")
+    assert DataPlane._budget_action(budget, card, loaded, "fp32", excluded) == "fp32"  # nothing cheaper is fit
+    assert DataPlane._budget_action(budget, card, loaded, None, None) == "int8"  # no guard: no exclusions
