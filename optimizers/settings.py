@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -52,6 +53,26 @@ class DigitsSettings(BaseModel):
     search_depths: tuple[int, ...] = (1, 2)
 
 
+class StudentSpec(BaseModel):
+    """One distilled MiniLM student: the teacher layers it keeps and, optionally, its feed-forward width."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    layers: tuple[int, ...]
+    ffn: int | None = Field(None, ge=16, le=1536)
+
+    @field_validator("layers")
+    @classmethod
+    def _layers(cls, v: tuple[int, ...]) -> tuple[int, ...]:
+        if not v or any(not 0 <= i <= 5 for i in v):
+            raise ValueError("students need a non-empty list of teacher layers in 0..5")
+        return v
+
+    @property
+    def name(self) -> str:
+        return f"student-l{len(self.layers)}" + (f"-f{self.ffn}" if self.ffn is not None else "")
+
+
 class MinilmSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -64,10 +85,12 @@ class MinilmSettings(BaseModel):
     max_length: int = Field(64, ge=8, le=512)
     # Sequence length the gateway tokenises to (card preprocess).
     served_max_length: int = Field(128, ge=8, le=512)
-    # One student per entry, registered as ``student-l<N>``: the teacher layers it keeps, in order
-    # (all-MiniLM-L6-v2 has layers 0-5). 4 layers + INT8 is fast enough for 3x fp32, 5 layers + INT8
-    # is not; at 3 epochs on 4,800 sentences neither holds cosine 0.95 on every domain (README).
-    students: tuple[tuple[int, ...], ...] = ((0, 1, 3, 5), (0, 1, 2, 3, 5))
+    # One student per entry: the teacher layers it keeps, in order (all-MiniLM-L6-v2 has layers 0-5),
+    # as a list, or ``{layers: [...], ffn: N}`` to also keep only the N most important of each kept
+    # layer's 1,536 feed-forward units (width; the FFN is two thirds of a layer's multiply-adds).
+    # Registered as ``student-l<N>`` or ``student-l<N>-f<ffn>``. 4 layers + INT8 is fast enough for
+    # 3x fp32, 5 layers + INT8 is not (README has the measured table).
+    students: tuple[StudentSpec, ...] = (StudentSpec(layers=(0, 1, 3, 5)), StudentSpec(layers=(0, 1, 2, 3, 5)))
     epochs: int = Field(3, ge=1)
     batch_size: int = Field(32, ge=1)
     lr: float = Field(3e-4, gt=0)
@@ -75,13 +98,22 @@ class MinilmSettings(BaseModel):
     token_weight: float = Field(1.0, ge=0)
     bench_batch: int = Field(32, ge=1)
 
+    @field_validator("students", mode="before")
+    @classmethod
+    def _student_lists(cls, v: Any) -> Any:
+        # A bare list of layers is the common case (and the settings before width search).
+        if isinstance(v, (list, tuple)):
+            return tuple(item if isinstance(item, (dict, StudentSpec)) else {"layers": item} for item in v)
+        return v
+
     @field_validator("students")
     @classmethod
-    def _students(cls, v: tuple[tuple[int, ...], ...]) -> tuple[tuple[int, ...], ...]:
-        if not v or any(not layers or any(not 0 <= i <= 5 for i in layers) for layers in v):
-            raise ValueError("students need at least one non-empty list of teacher layers in 0..5")
-        if len({len(layers) for layers in v}) != len(v):
-            raise ValueError("students are named by depth (student-l<N>): give each a different number of layers")
+    def _students(cls, v: tuple[StudentSpec, ...]) -> tuple[StudentSpec, ...]:
+        if not v:
+            raise ValueError("students need at least one entry")
+        if len({s.name for s in v}) != len(v):
+            raise ValueError("students are named by depth and width (student-l<N>[-f<ffn>]): "
+                             "give each a different number of layers or ffn width")
         return v
 
 

@@ -153,9 +153,9 @@ def run(settings: OptimizersSettings, registry, quick: bool = False, log: Callab
                                                    "max_length": s.max_length}, teacher_targets)
 
     # 4. distilled students: fewer layers, initialised from the teacher's, trained to match its outputs.
-    def distill(layers: tuple[int, ...]) -> Callable[[Path], dict[str, Any]]:
+    def distill(layers: tuple[int, ...], ffn: int | None) -> Callable[[Path], dict[str, Any]]:
         def step(out: Path) -> dict[str, Any]:
-            student = mm.make_student(mm.load_teacher(), layers)
+            student = mm.make_student(mm.load_teacher(), layers, ffn)
             train_t, val_t = np.load(d_tgt / "train.npz"), np.load(d_tgt / "val.npz")
             # One read of the array: each npz["key"] access would load it from disk again.
             all_tokens, off = train_t["tokens"], train_t["offsets"]
@@ -166,20 +166,22 @@ def run(settings: OptimizersSettings, registry, quick: bool = False, log: Callab
                                                  config, checkpoint_dir=out, teacher_tokens=token_targets)
             mm.export_onnx(student, out / "model.onnx", tok_served(heldout[:4]))
             (out / "checkpoint.pt").unlink(missing_ok=True)
-            return {"report": report.to_dict(), "layers": list(layers)}
+            return {"report": report.to_dict(), "layers": list(layers), **({"ffn": ffn} if ffn is not None else {})}
 
         return step
 
     student_variants, student_reports = [], {}
-    for layers in s.students:
-        name = f"student-l{len(layers)}"
-        key_settings = {**s.model_dump(mode="json", exclude={"students"}), "layers": list(layers)}
+    for spec in s.students:
+        name, layers = spec.name, spec.layers
+        # The ffn key only when set: a depth-only student keeps the cache key it had before width search.
+        key_settings = {**s.model_dump(mode="json", exclude={"students"}), "layers": list(layers),
+                        **({"ffn": spec.ffn} if spec.ffn is not None else {})}
         d_st, r_st = runner.step(f"distill-{name}", {"targets": d_tgt / "train.npz", "val": d_tgt / "val.npz",
-                                                     "settings": key_settings, "weights": weights}, distill(tuple(layers)))
+                                                     "settings": key_settings, "weights": weights}, distill(layers, spec.ffn))
         path = d_st / "model.onnx"
         d_sti, r_sti = runner.step(f"{name}-int8", {"model": path},
                                    lambda out, path=path: {"report": quantize_dynamic_int8(path, out / "model.onnx", True).to_dict()})
-        student_reports[name] = {"layers": list(layers), **{k: v for k, v in r_st["report"].items()
+        student_reports[name] = {"layers": list(layers), **({"ffn": spec.ffn} if spec.ffn else {}), **{k: v for k, v in r_st["report"].items()
                                                              if k not in ("temperature", "alpha", "mixup")}}
         student_variants += [
             Variant(name, path, "fp32", training=[r_fp32["run"], r_tgt["run"], r_st["run"]]),
@@ -252,7 +254,7 @@ def run(settings: OptimizersSettings, registry, quick: bool = False, log: Callab
                            sections=[(f"{METRIC} per domain (promotion checks the worst)", per_domain)], notes=[
         f"corpus: {corpus.describe()}; train {len(train_s)}, val {len(val_s)}",
         f"throughput: 1 thread, batch {s.bench_batch}, {len(bench_batches) * s.bench_batch} sentences from every domain, padded to the longest in each batch",
-        f"students (teacher layers kept of 6, distillation): {student_reports}",
+        f"students (teacher layers kept of 6, feed-forward units kept of 1,536 if pruned, distillation): {student_reports}",
     ])
     return {"model": MODEL, "version": card.version, "registered": new, "report": str(md), "png": str(png),
             "table": table, "per_domain": per_domain, "cache_hits": runner.cache.hits, "cache_misses": runner.cache.misses}

@@ -52,15 +52,43 @@ def load_teacher() -> SentenceEmbedder:
     return SentenceEmbedder(bert).eval()
 
 
-def make_student(teacher: SentenceEmbedder, layers: Sequence[int]) -> SentenceEmbedder:
-    """A shallower copy of the teacher that keeps only encoder ``layers`` (initialised from the teacher's)."""
+def make_student(teacher: SentenceEmbedder, layers: Sequence[int], ffn: int | None = None) -> SentenceEmbedder:
+    """A shallower copy of the teacher that keeps only encoder ``layers`` (initialised from the teacher's)
+    and, with ``ffn``, only that many feed-forward units in each (see :func:`prune_ffn`)."""
     n = len(teacher.bert.encoder.layer)
     if not layers or any(not 0 <= i < n for i in layers):
         raise ValueError(f"student layers must be indices in 0..{n - 1}")
     bert = copy.deepcopy(teacher.bert)
     bert.encoder.layer = nn.ModuleList(copy.deepcopy(teacher.bert.encoder.layer[i]) for i in layers)
     bert.config.num_hidden_layers = len(layers)
+    if ffn is not None:
+        for layer in bert.encoder.layer:
+            prune_ffn(layer, ffn)
+        bert.config.intermediate_size = ffn
     return SentenceEmbedder(bert)
+
+
+def prune_ffn(layer: nn.Module, keep: int) -> None:
+    """Keep the ``keep`` feed-forward units of a BERT layer with the largest weight product
+    ||W_in[j, :]|| * ||W_out[:, j]|| (how much a unit can move the residual stream), in their order.
+
+    Both linear maps shrink in place, so the layer computes the teacher's FFN restricted to those
+    units: the starting point distillation then repairs.
+    """
+    w_in, w_out = layer.intermediate.dense, layer.output.dense
+    width = w_in.out_features
+    if not 0 < keep <= width:
+        raise ValueError(f"ffn width must be in 1..{width}, got {keep}")
+    with torch.no_grad():
+        score = w_in.weight.norm(dim=1) * w_out.weight.norm(dim=0)
+        idx = torch.sort(torch.topk(score, keep).indices).values
+        new_in = nn.Linear(w_in.in_features, keep)
+        new_in.weight.copy_(w_in.weight[idx])
+        new_in.bias.copy_(w_in.bias[idx])
+        new_out = nn.Linear(keep, w_out.out_features)
+        new_out.weight.copy_(w_out.weight[:, idx])
+        new_out.bias.copy_(w_out.bias)
+    layer.intermediate.dense, layer.output.dense = new_in, new_out
 
 
 class Tokenizer:

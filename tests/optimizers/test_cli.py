@@ -45,6 +45,12 @@ def test_settings_validate():
         MinilmSettings(students=((0, 1), (2, 3)))
     with pytest.raises(ValueError):
         MinilmSettings(students=((0, 6),))
+    mixed = MinilmSettings(students=[[0, 1, 3, 5], {"layers": [0, 1, 3, 5], "ffn": 768}, {"layers": [0, 1, 2, 3, 4, 5], "ffn": 512}])
+    assert [s.name for s in mixed.students] == ["student-l4", "student-l4-f768", "student-l6-f512"]
+    with pytest.raises(ValueError, match="ffn width"):
+        MinilmSettings(students=[{"layers": [0, 1], "ffn": 64}, {"layers": [2, 3], "ffn": 64}])
+    with pytest.raises(ValueError):
+        MinilmSettings(students=[{"layers": [0, 1], "ffn": 4096}])
 
 
 def test_optimize_reads_its_section_of_the_shared_config_file(tmp_path, monkeypatch):

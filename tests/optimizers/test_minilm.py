@@ -36,6 +36,26 @@ def test_student_keeps_the_chosen_teacher_layers():
         make_student(teacher, [4])
 
 
+def test_a_width_student_keeps_the_strongest_feed_forward_units_and_exports(tmp_path):
+    teacher = _tiny_teacher()
+    rng = np.random.default_rng(3)
+    tokens = _tokens(rng, 3, 7)
+    full = make_student(teacher, [0, 1, 2, 3], ffn=32)  # every unit kept: the teacher itself
+    np.testing.assert_allclose(embed(full, tokens), embed(teacher, tokens), atol=1e-5)
+    student = make_student(teacher, [1, 3], ffn=12)
+    assert student.bert.config.intermediate_size == 12
+    src, layer = teacher.bert.encoder.layer[3], student.bert.encoder.layer[1]
+    assert layer.intermediate.dense.weight.shape == (12, 16) and layer.output.dense.weight.shape == (16, 12)
+    score = src.intermediate.dense.weight.norm(dim=1) * src.output.dense.weight.norm(dim=0)
+    kept = sorted(torch.topk(score, 12).indices.tolist())
+    assert torch.equal(layer.intermediate.dense.weight, src.intermediate.dense.weight[kept])
+    assert torch.equal(layer.output.dense.weight, src.output.dense.weight[:, kept])
+    (got,) = run_onnx(export_onnx(student, tmp_path / "s.onnx", tokens), tokens)
+    np.testing.assert_allclose(got, embed(student, tokens), atol=1e-5)
+    with pytest.raises(ValueError):
+        make_student(teacher, [0], ffn=33)
+
+
 def test_export_gives_normalised_mean_pooled_embeddings_with_dynamic_batch_and_length(tmp_path):
     teacher = _tiny_teacher()
     rng = np.random.default_rng(0)
