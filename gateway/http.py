@@ -110,6 +110,10 @@ class HttpApi:
                         async with self.gate.admit(principal):
                             body = body if isinstance(body, bytes) else await body()
                             return await self._infer(*groups, headers=headers, body=body, principal=principal)
+                    if route.admitted:
+                        async with self.gate.admit(principal):
+                            body = body if isinstance(body, bytes) else await body()
+                            return await route.handler(*groups, headers=headers, body=body, query=query, principal=principal)
                     body = body if isinstance(body, bytes) else await body()
                     return await route.handler(*groups, headers=headers, body=body, query=query, principal=principal)
                 body = body if isinstance(body, bytes) else await body()

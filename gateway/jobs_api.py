@@ -109,7 +109,7 @@ def jobs_routes(service: JobService, gate: TenantGate | None = None, admin: Admi
     return [
         Route("POST", "/v2/models/{name}[/versions/{version}]/jobs", submit, "tenant",
               "Submit deferrable inference (an OIP infer body, or a list, with parameters.deadline)",
-              request="Object", status=202),
+              request="Object", status=202, admitted=True),
         Route("GET", "/v2/jobs/{job_id}", show, "tenant", "A job's state and, when done, its results", caller=True),
         Route("DELETE", "/v2/jobs/{job_id}", cancel, "tenant", "Cancel a job", caller=True),
         Route("GET", "/v2/jobs[/]", listing, "tenant", "Jobs, newest first: a tenant's own; the admin's, all",

@@ -116,6 +116,17 @@ async def test_a_job_is_its_tenants_alone_and_runs_as_that_tenant(make_plane, tm
     assert shown["results"][0]["parameters"]["budget_remaining_g"] < 1000.0  # it spent team-a's budget
 
 
+async def test_job_submissions_take_the_keys_rate_tokens_like_infer(make_plane, tmp_path):
+    parts, jobs, api = gateway(make_plane, tmp_path, refusal_hold_max_s=0)
+    slow, other = key_for(parts, "team-a", rps=0.01, burst=2), key_for(parts, "team-b")
+    codes = [(await call(api, "POST", "/v2/models/digits/jobs", digits_body(deadline=3600), slow))[0] for _ in range(5)]
+    assert codes == [202, 202, 429, 429, 429]  # the burst, then refused: a job flood costs the key its own quota
+    status, headers, doc = await call(api, "POST", "/v2/models/digits/jobs", digits_body(deadline=3600), slow)
+    assert status == 429 and float(headers["retry-after"]) > 0 and "requests/s" in doc["error"]
+    assert (await call(api, "POST", "/v2/models/digits/jobs", digits_body(deadline=3600), other))[0] == 202
+    assert len(jobs.store.list_jobs(tenant="team-a")) == 2  # nothing was stored for the refused ones
+
+
 async def test_a_revoked_key_fails_its_scheduled_job(make_plane, tmp_path):
     parts, jobs, api = gateway(make_plane, tmp_path)
     key = key_for(parts, "team-a")
