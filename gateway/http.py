@@ -65,7 +65,7 @@ class HttpApi:
         self.audit = audit
         self.routes: list[Route] = [
             Route("POST", _MODEL + "/infer", self._infer, "tenant", "Run inference (JSON or binary tensors)",
-                  request="InferRequest", response="InferResponse",
+                  request="InferRequest", response="InferResponse", admitted=True,
                   content=("application/json", "application/octet-stream")),  # the hot path, matched first
             Route("GET", "/v2", self._server_meta, summary="Server metadata", response="ServerMetadata"),
             Route("GET", "/v2/health/live", self._live, summary="Liveness", response="Live"),
@@ -106,11 +106,7 @@ class HttpApi:
                 if route.access == "tenant":
                     principal = self.gate.authenticate(headers.get("authorization"), headers.get("x-tenant"), client_host,
                                                        model=groups[0] if "{name}" in route.template else None)
-                    if route.handler == self._infer:
-                        async with self.gate.admit(principal):
-                            body = body if isinstance(body, bytes) else await body()
-                            return await self._infer(*groups, headers=headers, body=body, principal=principal)
-                    if route.admitted:
+                    if route.admitted:  # infer and the jobs submission: a rate token and an in-flight slot first
                         async with self.gate.admit(principal):
                             body = body if isinstance(body, bytes) else await body()
                             return await route.handler(*groups, headers=headers, body=body, query=query, principal=principal)

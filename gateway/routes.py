@@ -56,8 +56,9 @@ class Route:
     # The handler tells who calls itself (a tenant or the admin; e.g. the jobs API), from the headers
     # and ``client_host`` it is given; ``access`` then only documents the route.
     caller: bool = False
-    # A "tenant" route whose calls take the tenant's rate token and in-flight slot, like infer (refused
-    # calls are held, then 429): the jobs submission, so a flood of jobs costs a key its own quota.
+    # A "tenant" route whose calls take the tenant's rate token and in-flight slot before the body is
+    # read (refused calls are held, then 429): infer, and the jobs submission, so a flood of jobs
+    # costs a key its own quota.
     admitted: bool = False
     pattern: re.Pattern = field(init=False, repr=False, compare=False)
 

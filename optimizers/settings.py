@@ -72,6 +72,11 @@ class StudentSpec(BaseModel):
     def name(self) -> str:
         return f"student-l{len(self.layers)}" + (f"-f{self.ffn}" if self.ffn is not None else "")
 
+    def shape(self) -> dict:
+        """``{"layers": [...]}``, plus ``"ffn"`` only when set: a depth-only student keeps the step-cache
+        key and report entry it had before width students existed."""
+        return {"layers": list(self.layers), **({"ffn": self.ffn} if self.ffn is not None else {})}
+
 
 class MinilmSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)

@@ -153,9 +153,9 @@ def run(settings: OptimizersSettings, registry, quick: bool = False, log: Callab
                                                    "max_length": s.max_length}, teacher_targets)
 
     # 4. distilled students: fewer layers, initialised from the teacher's, trained to match its outputs.
-    def distill(layers: tuple[int, ...], ffn: int | None) -> Callable[[Path], dict[str, Any]]:
+    def distill(spec) -> Callable[[Path], dict[str, Any]]:
         def step(out: Path) -> dict[str, Any]:
-            student = mm.make_student(mm.load_teacher(), layers, ffn)
+            student = mm.make_student(mm.load_teacher(), spec.layers, spec.ffn)
             train_t, val_t = np.load(d_tgt / "train.npz"), np.load(d_tgt / "val.npz")
             # One read of the array: each npz["key"] access would load it from disk again.
             all_tokens, off = train_t["tokens"], train_t["offsets"]
@@ -166,22 +166,20 @@ def run(settings: OptimizersSettings, registry, quick: bool = False, log: Callab
                                                  config, checkpoint_dir=out, teacher_tokens=token_targets)
             mm.export_onnx(student, out / "model.onnx", tok_served(heldout[:4]))
             (out / "checkpoint.pt").unlink(missing_ok=True)
-            return {"report": report.to_dict(), "layers": list(layers), **({"ffn": ffn} if ffn is not None else {})}
+            return {"report": report.to_dict(), **spec.shape()}
 
         return step
 
     student_variants, student_reports = [], {}
     for spec in s.students:
-        name, layers = spec.name, spec.layers
-        # The ffn key only when set: a depth-only student keeps the cache key it had before width search.
-        key_settings = {**s.model_dump(mode="json", exclude={"students"}), "layers": list(layers),
-                        **({"ffn": spec.ffn} if spec.ffn is not None else {})}
+        name = spec.name
+        key_settings = {**s.model_dump(mode="json", exclude={"students"}), **spec.shape()}
         d_st, r_st = runner.step(f"distill-{name}", {"targets": d_tgt / "train.npz", "val": d_tgt / "val.npz",
-                                                     "settings": key_settings, "weights": weights}, distill(layers, spec.ffn))
+                                                     "settings": key_settings, "weights": weights}, distill(spec))
         path = d_st / "model.onnx"
         d_sti, r_sti = runner.step(f"{name}-int8", {"model": path},
                                    lambda out, path=path: {"report": quantize_dynamic_int8(path, out / "model.onnx", True).to_dict()})
-        student_reports[name] = {"layers": list(layers), **({"ffn": spec.ffn} if spec.ffn else {}), **{k: v for k, v in r_st["report"].items()
+        student_reports[name] = {**spec.shape(), **{k: v for k, v in r_st["report"].items()
                                                              if k not in ("temperature", "alpha", "mixup")}}
         student_variants += [
             Variant(name, path, "fp32", training=[r_fp32["run"], r_tgt["run"], r_st["run"]]),
