@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -60,6 +60,10 @@ class StudentSpec(BaseModel):
 
     layers: tuple[int, ...]
     ffn: int | None = Field(None, ge=16, le=1536)
+    # How the student starts before distillation: the teacher's weights as they are (units chosen
+    # by weight norm), or ``reconstruct``: units chosen by their activations on training text and
+    # each layer's output projections refitted by least squares to the teacher's (minilm_model.reconstruct).
+    init: Literal["teacher", "reconstruct"] = "teacher"
 
     @field_validator("layers")
     @classmethod
@@ -70,12 +74,14 @@ class StudentSpec(BaseModel):
 
     @property
     def name(self) -> str:
-        return f"student-l{len(self.layers)}" + (f"-f{self.ffn}" if self.ffn is not None else "")
+        return (f"student-l{len(self.layers)}" + (f"-f{self.ffn}" if self.ffn is not None else "")
+                + ("-recon" if self.init == "reconstruct" else ""))
 
     def shape(self) -> dict:
-        """``{"layers": [...]}``, plus ``"ffn"`` only when set: a depth-only student keeps the step-cache
-        key and report entry it had before width students existed."""
-        return {"layers": list(self.layers), **({"ffn": self.ffn} if self.ffn is not None else {})}
+        """``{"layers": [...]}``, plus ``"ffn"`` and ``"init"`` only when not the default: a depth-only
+        student keeps the step-cache key and report entry it had before width students existed."""
+        return {"layers": list(self.layers), **({"ffn": self.ffn} if self.ffn is not None else {}),
+                **({"init": self.init} if self.init != "teacher" else {})}
 
 
 class MinilmSettings(BaseModel):
@@ -101,6 +107,8 @@ class MinilmSettings(BaseModel):
     lr: float = Field(3e-4, gt=0)
     # Weight of the per-token hidden-state term next to the sentence-embedding term.
     token_weight: float = Field(1.0, ge=0)
+    # Training sentences that ``init: reconstruct`` students are fitted on (~25 tokens each).
+    calibration_sentences: int = Field(2000, ge=16)
     bench_batch: int = Field(32, ge=1)
 
     @field_validator("students", mode="before")
@@ -117,8 +125,8 @@ class MinilmSettings(BaseModel):
         if not v:
             raise ValueError("students need at least one entry")
         if len({s.name for s in v}) != len(v):
-            raise ValueError("students are named by depth and width (student-l<N>[-f<ffn>]): "
-                             "give each a different number of layers or ffn width")
+            raise ValueError("students are named by depth, width and init (student-l<N>[-f<ffn>][-recon]): "
+                             "give each a different number of layers, ffn width or init")
         return v
 
 

@@ -155,7 +155,12 @@ def run(settings: OptimizersSettings, registry, quick: bool = False, log: Callab
     # 4. distilled students: fewer layers, initialised from the teacher's, trained to match its outputs.
     def distill(spec) -> Callable[[Path], dict[str, Any]]:
         def step(out: Path) -> dict[str, Any]:
-            student = mm.make_student(mm.load_teacher(), spec.layers, spec.ffn)
+            calibration = None
+            if spec.init == "reconstruct":
+                cal = sorted(train_s[: s.calibration_sentences], key=len)  # little padding
+                calibration = [tok_train(cal[i : i + 64]) for i in range(0, len(cal), 64)]
+            student = mm.make_student(mm.load_teacher(), spec.layers, spec.ffn, calibration)
+            residuals = student.reconstruction_residuals
             train_t, val_t = np.load(d_tgt / "train.npz"), np.load(d_tgt / "val.npz")
             # One read of the array: each npz["key"] access would load it from disk again.
             all_tokens, off = train_t["tokens"], train_t["offsets"]
@@ -166,21 +171,26 @@ def run(settings: OptimizersSettings, registry, quick: bool = False, log: Callab
                                                  config, checkpoint_dir=out, teacher_tokens=token_targets)
             mm.export_onnx(student, out / "model.onnx", tok_served(heldout[:4]))
             (out / "checkpoint.pt").unlink(missing_ok=True)
-            return {"report": report.to_dict(), **spec.shape()}
+            return {"report": report.to_dict(), **spec.shape(),
+                    **({"reconstruction_residuals": [round(r, 4) for r in residuals]} if residuals else {})}
 
         return step
 
     student_variants, student_reports = [], {}
     for spec in s.students:
         name = spec.name
-        key_settings = {**s.model_dump(mode="json", exclude={"students"}), **spec.shape()}
+        # The calibration size keys only the students it shapes (a depth student keeps its cache entry).
+        key_settings = {**s.model_dump(mode="json", exclude={"students", "calibration_sentences"}), **spec.shape(),
+                        **({"calibration_sentences": s.calibration_sentences} if spec.init == "reconstruct" else {})}
         d_st, r_st = runner.step(f"distill-{name}", {"targets": d_tgt / "train.npz", "val": d_tgt / "val.npz",
                                                      "settings": key_settings, "weights": weights}, distill(spec))
         path = d_st / "model.onnx"
         d_sti, r_sti = runner.step(f"{name}-int8", {"model": path},
                                    lambda out, path=path: {"report": quantize_dynamic_int8(path, out / "model.onnx", True).to_dict()})
         student_reports[name] = {**spec.shape(), **{k: v for k, v in r_st["report"].items()
-                                                             if k not in ("temperature", "alpha", "mixup")}}
+                                                             if k not in ("temperature", "alpha", "mixup")},
+                                 **({"reconstruction_residuals": r_st["reconstruction_residuals"]}
+                                    if "reconstruction_residuals" in r_st else {})}
         student_variants += [
             Variant(name, path, "fp32", training=[r_fp32["run"], r_tgt["run"], r_st["run"]]),
             Variant(f"{name}-int8", d_sti / "model.onnx", "int8", training=[r_fp32["run"], r_tgt["run"], r_st["run"], r_sti["run"]]),

