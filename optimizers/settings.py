@@ -90,6 +90,9 @@ class MinilmSettings(BaseModel):
     # Mixed-domain corpus (optimizers/pipelines/corpus.py): training sentences split evenly over the
     # training domains, and held-out sentences per domain (whole held-out domains included).
     train_sentences: int = Field(4800, ge=10)
+    # Relative share of a training domain in those sentences (unnamed domains weigh 1), e.g.
+    # ``{fortunes-train: 4}`` for more everyday English, every student's worst domain (README).
+    train_domain_weights: dict[str, float] = Field(default_factory=dict)
     heldout_sentences: int = Field(200, ge=8)
     # Throughput is timed on this many held-out sentences (every domain alike).
     bench_sentences: int = Field(320, ge=1)
@@ -110,6 +113,15 @@ class MinilmSettings(BaseModel):
     # Training sentences that ``init: reconstruct`` students are fitted on (~25 tokens each).
     calibration_sentences: int = Field(2000, ge=16)
     bench_batch: int = Field(32, ge=1)
+
+    @field_validator("train_domain_weights")
+    @classmethod
+    def _domain_weights(cls, v: dict[str, float]) -> dict[str, float]:
+        from optimizers.pipelines.corpus import TRAIN_DOMAINS
+
+        if set(v) - set(TRAIN_DOMAINS) or any(w <= 0 for w in v.values()):
+            raise ValueError(f"train_domain_weights must be > 0 and name training domains: {', '.join(TRAIN_DOMAINS)}")
+        return v
 
     @field_validator("students", mode="before")
     @classmethod

@@ -102,19 +102,30 @@ class MixedCorpus:
         return f"train {len(self.train)} sentences from {', '.join(TRAIN_DOMAINS)}; scored per domain on {sizes}"
 
 
-def mixed_corpus(train_sentences: int, heldout_per_domain: int, sentences=domain_sentences) -> MixedCorpus:
-    """``train_sentences`` split evenly over the training domains (interleaved), and ``heldout_per_domain``
-    unseen sentences of every domain. A domain too small for its share is an error naming the package."""
-    per_domain = train_sentences // len(TRAIN_DOMAINS)
+def mixed_corpus(train_sentences: int, heldout_per_domain: int, sentences=domain_sentences,
+                 weights: dict[str, float] | None = None) -> MixedCorpus:
+    """``train_sentences`` split over the training domains (evenly, or in proportion to ``weights``;
+    a domain not named weighs 1), interleaved, and ``heldout_per_domain`` unseen sentences of every
+    domain. A domain too small for its share is an error naming the package."""
+    weights = weights or {}
+    unknown = set(weights) - set(TRAIN_DOMAINS)
+    if unknown or any(w <= 0 for w in weights.values()):
+        raise ValueError(f"training domain weights must be > 0 and name training domains ({', '.join(TRAIN_DOMAINS)})")
+    share = {d: weights.get(d, 1.0) for d in TRAIN_DOMAINS}
+    total = sum(share.values())
     train_parts, heldout = [], {}
     for domain in TRAIN_DOMAINS + HELDOUT_DOMAINS:
         got = sentences(domain)
-        need = heldout_per_domain + (per_domain if domain in TRAIN_DOMAINS else 0)
+        n_train = int(train_sentences * share[domain] / total) if domain in TRAIN_DOMAINS else 0
+        need = heldout_per_domain + n_train
         if len(got) < need:
             raise ValueError(f"corpus domain {domain!r} has {len(got)} sentences, fewer than {need}: are python3-doc, "
                              "manpages, manpages-dev and fortunes installed?")
         heldout[domain] = got[:heldout_per_domain]
         if domain in TRAIN_DOMAINS:
-            train_parts.append(got[heldout_per_domain : heldout_per_domain + per_domain])
-    train = [s for row in zip(*train_parts) for s in row]  # interleaved: any prefix mixes every domain
+            train_parts.append(got[heldout_per_domain : heldout_per_domain + n_train])
+    # Interleaved by position within each domain, so any prefix mixes the domains in their shares
+    # (with equal shares: one sentence of each domain in turn).
+    keyed = [((i + 0.5) / len(part), k, x) for k, part in enumerate(train_parts) for i, x in enumerate(part)]
+    train = [x for _, _, x in sorted(keyed, key=lambda t: (t[0], t[1]))]
     return MixedCorpus(train, heldout, HELDOUT_DOMAINS)

@@ -88,7 +88,7 @@ def run(settings: OptimizersSettings, registry, quick: bool = False, log: Callab
     if quick:
         s = s.model_copy(update={"train_sentences": 200, "heldout_sentences": 16, "epochs": 1})
     runner = Runner(settings, MODEL + ("-quick" if quick else ""), log)
-    corpus = mixed_corpus(s.train_sentences, s.heldout_sentences)
+    corpus = mixed_corpus(s.train_sentences, s.heldout_sentences, weights=s.train_domain_weights)
     log(f"  corpus: {corpus.describe()}")
     train_s = corpus.train
     # Throughput and export samples: the same number of sentences from every domain, interleaved.
@@ -180,7 +180,10 @@ def run(settings: OptimizersSettings, registry, quick: bool = False, log: Callab
     for spec in s.students:
         name = spec.name
         # The calibration size keys only the students it shapes (a depth student keeps its cache entry).
-        key_settings = {**s.model_dump(mode="json", exclude={"students", "calibration_sentences"}), **spec.shape(),
+        # The domain weights are in the targets' key already (the training sentences), so adding the
+        # setting kept every student's key.
+        key_settings = {**s.model_dump(mode="json", exclude={"students", "calibration_sentences", "train_domain_weights"}),
+                        **spec.shape(),
                         **({"calibration_sentences": s.calibration_sentences} if spec.init == "reconstruct" else {})}
         d_st, r_st = runner.step(f"distill-{name}", {"targets": d_tgt / "train.npz", "val": d_tgt / "val.npz",
                                                      "settings": key_settings, "weights": weights}, distill(spec))

@@ -59,6 +59,10 @@ def test_settings_validate():
         MinilmSettings(students=[{"layers": [0, 1], "init": "random"}])
     with pytest.raises(ValueError):
         MinilmSettings(calibration_sentences=0)
+    assert MinilmSettings(train_domain_weights={"fortunes-train": 4}).train_domain_weights == {"fortunes-train": 4.0}
+    for bad in ({"fortunes-heldout": 2}, {"man-api": -1}):
+        with pytest.raises(ValueError, match="train_domain_weights"):
+            MinilmSettings(train_domain_weights=bad)
 
 
 def test_optimize_reads_its_section_of_the_shared_config_file(tmp_path, monkeypatch):

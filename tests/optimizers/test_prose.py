@@ -102,6 +102,22 @@ def test_mixed_corpus_trains_on_every_training_domain_and_holds_whole_domains_ou
         mixed_corpus(400, 5, sentences=_fake_domains(30))
 
 
+def test_domain_weights_set_each_training_domain_share_and_keep_every_prefix_mixed():
+    even = mixed_corpus(40, 5, sentences=_fake_domains(60))
+    assert even == mixed_corpus(40, 5, sentences=_fake_domains(60), weights={"docstrings": 1.0})
+    heavy = mixed_corpus(60, 5, sentences=_fake_domains(60), weights={"fortunes-train": 3})
+    counts = {d: sum(s.split()[0] == d for s in heavy.train) for d in TRAIN_DOMAINS}
+    assert counts == {"docstrings": 10, "python-library": 10, "man-api": 10, "fortunes-train": 30}
+    head = [s.split()[0] for s in heavy.train[:12]]
+    assert head.count("fortunes-train") == 6 and set(head) == set(TRAIN_DOMAINS), head
+    assert heavy.heldout == even.heldout, "weights move training sentences only"
+    for bad in ({"python-tutorial": 2}, {"man-api": 0}, {"nope": 1}):
+        with pytest.raises(ValueError, match="training domains"):
+            mixed_corpus(40, 5, sentences=_fake_domains(60), weights=bad)
+    with pytest.raises(ValueError, match="'fortunes-train' has 60 sentences, fewer than 67"):
+        mixed_corpus(100, 5, sentences=_fake_domains(60), weights={"fortunes-train": 5})
+
+
 @pytest.mark.integration
 def test_the_installed_packages_give_every_domain_enough_sentences():
     from optimizers.pipelines.corpus import domain_sentences
