@@ -117,10 +117,12 @@ class MinilmSettings(BaseModel):
     @field_validator("train_domain_weights")
     @classmethod
     def _domain_weights(cls, v: dict[str, float]) -> dict[str, float]:
-        from optimizers.pipelines.corpus import TRAIN_DOMAINS
+        from optimizers.pipelines.corpus import domain_shares
 
-        if set(v) - set(TRAIN_DOMAINS) or any(w <= 0 for w in v.values()):
-            raise ValueError(f"train_domain_weights must be > 0 and name training domains: {', '.join(TRAIN_DOMAINS)}")
+        try:
+            domain_shares(v)
+        except ValueError as exc:
+            raise ValueError(f"train_domain_weights: {exc}") from None
         return v
 
     @field_validator("students", mode="before")

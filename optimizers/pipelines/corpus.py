@@ -102,16 +102,21 @@ class MixedCorpus:
         return f"train {len(self.train)} sentences from {', '.join(TRAIN_DOMAINS)}; scored per domain on {sizes}"
 
 
+def domain_shares(weights: dict[str, float] | None) -> dict[str, float]:
+    """Every training domain's weight (1 where ``weights`` does not name it); a weight <= 0 or a
+    name that is not a training domain is an error."""
+    weights = weights or {}
+    if set(weights) - set(TRAIN_DOMAINS) or any(w <= 0 for w in weights.values()):
+        raise ValueError(f"training domain weights must be > 0 and name training domains ({', '.join(TRAIN_DOMAINS)})")
+    return {d: weights.get(d, 1.0) for d in TRAIN_DOMAINS}
+
+
 def mixed_corpus(train_sentences: int, heldout_per_domain: int, sentences=domain_sentences,
                  weights: dict[str, float] | None = None) -> MixedCorpus:
     """``train_sentences`` split over the training domains (evenly, or in proportion to ``weights``;
     a domain not named weighs 1), interleaved, and ``heldout_per_domain`` unseen sentences of every
     domain. A domain too small for its share is an error naming the package."""
-    weights = weights or {}
-    unknown = set(weights) - set(TRAIN_DOMAINS)
-    if unknown or any(w <= 0 for w in weights.values()):
-        raise ValueError(f"training domain weights must be > 0 and name training domains ({', '.join(TRAIN_DOMAINS)})")
-    share = {d: weights.get(d, 1.0) for d in TRAIN_DOMAINS}
+    share = domain_shares(weights)
     total = sum(share.values())
     train_parts, heldout = [], {}
     for domain in TRAIN_DOMAINS + HELDOUT_DOMAINS:

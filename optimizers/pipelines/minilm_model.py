@@ -147,6 +147,8 @@ def reconstruct(teacher: SentenceEmbedder, student: SentenceEmbedder, layers: Se
     """
     if not calibration:
         raise ValueError("reconstruction needs calibration token batches")
+    for layer in student.bert.encoder.layer:  # before any forward pass is spent
+        _check_width(layer, ffn or layer.intermediate.dense.out_features)
     n = len(teacher.bert.encoder.layer)
     residuals = []
     for i, first in enumerate(layers):
@@ -165,22 +167,13 @@ def reconstruct(teacher: SentenceEmbedder, student: SentenceEmbedder, layers: Se
                 dst.attention.output.dense.bias.copy_(bias)
         t = _capture(teacher, last, calibration, {"a", "f"})
         s = _capture(student, i, calibration, {"a", "h"})
-        w_in, w_out = dst.intermediate.dense, dst.output.dense
-        keep = ffn or w_in.out_features
-        if not 0 < keep <= w_in.out_features:
-            raise ValueError(f"ffn width must be in 1..{w_in.out_features}, got {keep}")
-        score = (s["h"] ** 2).mean(0) * (w_out.weight.detach() ** 2).sum(0)
-        idx = torch.sort(torch.topk(score, keep).indices).values
+        w_out = dst.output.dense.weight.detach()
+        score = (s["h"] ** 2).mean(0) * (w_out ** 2).sum(0)
+        idx = torch.sort(torch.topk(score, ffn or w_out.shape[1]).indices).values
         pre_ln = t["a"] + t["f"]
         target = pre_ln - s["a"]
         weight, bias = _weighted_ridge(s["h"][:, idx], target, pre_ln, ridge)
-        new_in, new_out = nn.Linear(w_in.in_features, keep), nn.Linear(keep, w_out.out_features)
-        with torch.no_grad():
-            new_in.weight.copy_(w_in.weight[idx])
-            new_in.bias.copy_(w_in.bias[idx])
-            new_out.weight.copy_(weight)
-            new_out.bias.copy_(bias)
-        dst.intermediate.dense, dst.output.dense = new_in, new_out
+        _keep_units(dst, idx, weight, bias)
         fit = s["h"][:, idx] @ weight.T + bias
         residuals.append(float(((fit - target) ** 2).sum() / (target ** 2).sum()))
     return residuals
@@ -193,19 +186,29 @@ def prune_ffn(layer: nn.Module, keep: int) -> None:
     Both linear maps shrink in place, so the layer computes the teacher's FFN restricted to those
     units: the starting point distillation then repairs.
     """
+    _check_width(layer, keep)
     w_in, w_out = layer.intermediate.dense, layer.output.dense
-    width = w_in.out_features
-    if not 0 < keep <= width:
-        raise ValueError(f"ffn width must be in 1..{width}, got {keep}")
     with torch.no_grad():
         score = w_in.weight.norm(dim=1) * w_out.weight.norm(dim=0)
         idx = torch.sort(torch.topk(score, keep).indices).values
-        new_in = nn.Linear(w_in.in_features, keep)
+        _keep_units(layer, idx, w_out.weight[:, idx], w_out.bias)
+
+
+def _check_width(layer: nn.Module, keep: int) -> None:
+    width = layer.intermediate.dense.out_features
+    if not 0 < keep <= width:
+        raise ValueError(f"ffn width must be in 1..{width}, got {keep}")
+
+
+def _keep_units(layer: nn.Module, idx: torch.Tensor, out_weight: torch.Tensor, out_bias: torch.Tensor) -> None:
+    """Shrink a BERT layer's FFN to units ``idx`` (their input rows as they are), with the given output map."""
+    w_in, w_out = layer.intermediate.dense, layer.output.dense
+    new_in, new_out = nn.Linear(w_in.in_features, len(idx)), nn.Linear(len(idx), w_out.out_features)
+    with torch.no_grad():
         new_in.weight.copy_(w_in.weight[idx])
         new_in.bias.copy_(w_in.bias[idx])
-        new_out = nn.Linear(keep, w_out.out_features)
-        new_out.weight.copy_(w_out.weight[:, idx])
-        new_out.bias.copy_(w_out.bias)
+        new_out.weight.copy_(out_weight)
+        new_out.bias.copy_(out_bias)
     layer.intermediate.dense, layer.output.dense = new_in, new_out
 
 
