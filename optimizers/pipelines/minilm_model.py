@@ -79,38 +79,49 @@ def make_student(teacher: SentenceEmbedder, layers: Sequence[int], ffn: int | No
     return student
 
 
-def _capture(model: SentenceEmbedder, index: int, calibration, names: set[str]) -> dict[str, torch.Tensor]:
-    """Layer ``index``'s internals on every real (unpadded) calibration token: ``x`` the layer input,
+class _Enough(Exception):
+    """Raised after the last layer a capture needs: the rest of the forward pass would be wasted."""
+
+
+def _capture(model: SentenceEmbedder, wanted: dict[int, set[str]], calibration) -> dict[int, dict[str, torch.Tensor]]:
+    """Internals of the layers in ``wanted`` (index -> names) on every real (unpadded) calibration
+    token, in one forward pass that stops after the deepest of them. ``x`` is the layer input,
     ``ctx`` the attention context before its output projection, ``a`` the attention block's output
-    (the FFN input), ``h`` the FFN's hidden activations, ``f`` the FFN output before its LayerNorm."""
-    layer = model.bert.encoder.layer[index]
-    got: dict[str, list[torch.Tensor]] = {n: [] for n in names}
+    (the FFN input), ``f`` the FFN output before its LayerNorm."""
+    got = {i: {n: [] for n in names} for i, names in wanted.items()}
     mask: list[torch.Tensor] = []
 
-    def keep(name: str, t: torch.Tensor) -> None:
-        if name in names:
-            got[name].append(t.detach()[mask[0]].float())
+    def keep(i: int, name: str, t: torch.Tensor) -> None:
+        if name in got[i]:
+            got[i][name].append(t.detach()[mask[0]].float())
 
-    def attention_output(_mod, args, kwargs) -> None:
-        keep("ctx", args[0] if args else kwargs["hidden_states"])
-        keep("x", args[1] if len(args) > 1 else kwargs["input_tensor"])
+    def enough(*_args) -> None:
+        raise _Enough
 
-    def ffn_output(_mod, args, out) -> None:  # a hook that returns a value replaces the output
-        keep("h", args[0])
-        keep("f", out)
+    hooks = []
+    for i in wanted:
+        layer = model.bert.encoder.layer[i]
 
-    hooks = [layer.attention.output.register_forward_pre_hook(attention_output, with_kwargs=True),
-             layer.intermediate.dense.register_forward_hook(lambda _m, args, _o: keep("a", args[0])),
-             layer.output.dense.register_forward_hook(ffn_output)]
+        def attention_output(_mod, args, kwargs, i=i) -> None:
+            keep(i, "ctx", args[0] if args else kwargs["hidden_states"])
+            keep(i, "x", args[1] if len(args) > 1 else kwargs["input_tensor"])
+
+        hooks += [layer.attention.output.register_forward_pre_hook(attention_output, with_kwargs=True),
+                  layer.intermediate.dense.register_forward_hook(lambda _m, args, _o, i=i: keep(i, "a", args[0])),
+                  layer.output.dense.register_forward_hook(lambda _m, _a, out, i=i: keep(i, "f", out))]
+    hooks.append(model.bert.encoder.layer[max(wanted)].register_forward_hook(enough))
     try:
         with torch.no_grad():
             for batch in calibration:
                 mask[:] = [torch.from_numpy(np.asarray(batch["attention_mask"])).bool()]
-                model.bert(**{k: torch.from_numpy(np.asarray(v)) for k, v in batch.items()})
+                try:
+                    model.bert(**{k: torch.from_numpy(np.asarray(v)) for k, v in batch.items()})
+                except _Enough:
+                    pass
     finally:
         for h in hooks:
             h.remove()
-    return {n: torch.cat(v) for n, v in got.items()}
+    return {i: {n: torch.cat(v) for n, v in names.items()} for i, names in got.items()}
 
 
 def _weighted_ridge(x: torch.Tensor, y: torch.Tensor, pre_ln: torch.Tensor, ridge: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -150,31 +161,40 @@ def reconstruct(teacher: SentenceEmbedder, student: SentenceEmbedder, layers: Se
     for layer in student.bert.encoder.layer:  # before any forward pass is spent
         _check_width(layer, ffn or layer.intermediate.dense.out_features)
     n = len(teacher.bert.encoder.layer)
+    spans = [(first, layers[i + 1] - 1 if i + 1 < len(layers) else n - 1) for i, first in enumerate(layers)]
+    # Everything the fits need from the teacher, in one pass (it does not depend on the student).
+    wanted: dict[int, set[str]] = {}
+    for i, (first, last) in enumerate(spans):
+        if i > 0:
+            wanted.setdefault(first, set()).update({"x", "ctx"})
+        wanted.setdefault(last, set()).update({"a", "f"})
+    t = _capture(teacher, wanted, calibration)
     residuals = []
-    for i, first in enumerate(layers):
-        last = layers[i + 1] - 1 if i + 1 < len(layers) else n - 1
+    for i, (first, last) in enumerate(spans):
         dst = student.bert.encoder.layer[i]
-        t_last = teacher.bert.encoder.layer[last]
-        dst.output.LayerNorm.load_state_dict(t_last.output.LayerNorm.state_dict())
+        dst.output.LayerNorm.load_state_dict(teacher.bert.encoder.layer[last].output.LayerNorm.state_dict())
+        # The student's own layer input, from a pass that stops at this layer; the rest of the layer is
+        # computed from it below, so the attention refit is seen without a second pass.
+        s = _capture(student, {i: {"x", "ctx"}}, calibration)[i]
+        attention = dst.attention.output
         if i > 0:  # layer 0 sees the teacher's own embeddings: nothing to correct
-            t = _capture(teacher, first, calibration, {"x", "ctx"})
-            s = _capture(student, i, calibration, {"x", "ctx"})
             proj = teacher.bert.encoder.layer[first].attention.output.dense
-            pre_ln = t["x"] + proj(t["ctx"]).detach()
+            pre_ln = t[first]["x"] + proj(t[first]["ctx"]).detach()
             weight, bias = _weighted_ridge(s["ctx"], pre_ln - s["x"], pre_ln, ridge * 0.01)
             with torch.no_grad():
-                dst.attention.output.dense.weight.copy_(weight)
-                dst.attention.output.dense.bias.copy_(bias)
-        t = _capture(teacher, last, calibration, {"a", "f"})
-        s = _capture(student, i, calibration, {"a", "h"})
+                attention.dense.weight.copy_(weight)
+                attention.dense.bias.copy_(bias)
+        with torch.no_grad():
+            s_a = attention.LayerNorm(attention.dense(s["ctx"]) + s["x"])
+            s_h = dst.intermediate(s_a)
         w_out = dst.output.dense.weight.detach()
-        score = (s["h"] ** 2).mean(0) * (w_out ** 2).sum(0)
+        score = (s_h ** 2).mean(0) * (w_out ** 2).sum(0)
         idx = torch.sort(torch.topk(score, ffn or w_out.shape[1]).indices).values
-        pre_ln = t["a"] + t["f"]
-        target = pre_ln - s["a"]
-        weight, bias = _weighted_ridge(s["h"][:, idx], target, pre_ln, ridge)
+        pre_ln = t[last]["a"] + t[last]["f"]
+        target = pre_ln - s_a
+        weight, bias = _weighted_ridge(s_h[:, idx], target, pre_ln, ridge)
         _keep_units(dst, idx, weight, bias)
-        fit = s["h"][:, idx] @ weight.T + bias
+        fit = s_h[:, idx] @ weight.T + bias
         residuals.append(float(((fit - target) ** 2).sum() / (target ** 2).sum()))
     return residuals
 
