@@ -153,14 +153,28 @@ def run(settings: OptimizersSettings, registry, quick: bool = False, log: Callab
                                                    "max_length": s.max_length}, teacher_targets)
 
     # 4. distilled students: fewer layers, initialised from the teacher's, trained to match its outputs.
+    teacher_refs: dict[str, np.ndarray] = {}
+
+    def before_distillation(student, teacher) -> dict[str, float]:
+        """Per-domain mean cosine of the untrained student to the teacher (both in torch, fp32): what
+        the initialisation alone gives, so the report shows what distillation added."""
+        def run(model) -> dict[str, np.ndarray]:
+            return {d: np.concatenate([mm.embed(model, b) for b in batches]) for d, batches in domain_batches.items()}
+
+        if not teacher_refs:
+            teacher_refs.update(run(teacher))
+        return {d: embedding_quality(e, teacher_refs[d])[METRIC] for d, e in run(student).items()}
+
     def distill(spec) -> Callable[[Path], dict[str, Any]]:
         def step(out: Path) -> dict[str, Any]:
             calibration = None
             if spec.init == "reconstruct":
                 cal = sorted(train_s[: s.calibration_sentences], key=len)  # little padding
                 calibration = [tok_train(cal[i : i + 64]) for i in range(0, len(cal), 64)]
-            student = mm.make_student(mm.load_teacher(), spec.layers, spec.ffn, calibration)
+            teacher = mm.load_teacher()
+            student = mm.make_student(teacher, spec.layers, spec.ffn, calibration)
             residuals = student.reconstruction_residuals
+            start = before_distillation(student, teacher)
             train_t, val_t = np.load(d_tgt / "train.npz"), np.load(d_tgt / "val.npz")
             # One read of the array: each npz["key"] access would load it from disk again.
             all_tokens, off = train_t["tokens"], train_t["offsets"]
@@ -171,12 +185,12 @@ def run(settings: OptimizersSettings, registry, quick: bool = False, log: Callab
                                                  config, checkpoint_dir=out, teacher_tokens=token_targets)
             mm.export_onnx(student, out / "model.onnx", tok_served(heldout[:4]))
             (out / "checkpoint.pt").unlink(missing_ok=True)
-            return {"report": report.to_dict(), **spec.shape(),
+            return {"report": report.to_dict(), **spec.shape(), "before_distillation": start,
                     **({"reconstruction_residuals": [round(r, 4) for r in residuals]} if residuals else {})}
 
         return step
 
-    student_variants, student_reports = [], {}
+    student_variants, student_reports, starts = [], {}, []
     for spec in s.students:
         name = spec.name
         # The calibration size keys only the students it shapes (a depth student keeps its cache entry).
@@ -194,6 +208,10 @@ def run(settings: OptimizersSettings, registry, quick: bool = False, log: Callab
                                                              if k not in ("temperature", "alpha", "mixup")},
                                  **({"reconstruction_residuals": r_st["reconstruction_residuals"]}
                                     if "reconstruction_residuals" in r_st else {})}
+        if "before_distillation" in r_st:  # absent from steps cached before it was recorded
+            start = r_st["before_distillation"]
+            starts.append({"student (fp32, untrained)": name, **{d + (" (held out)" if d in corpus.heldout_domains else ""): v
+                                                                 for d, v in start.items()}, "worst domain": min(start.values())})
         student_variants += [
             Variant(name, path, "fp32", training=[r_fp32["run"], r_tgt["run"], r_st["run"]]),
             Variant(f"{name}-int8", d_sti / "model.onnx", "int8", training=[r_fp32["run"], r_tgt["run"], r_st["run"], r_sti["run"]]),
@@ -262,7 +280,10 @@ def run(settings: OptimizersSettings, registry, quick: bool = False, log: Callab
                                          for d in domains},
                    "worst domain": min(v.domain_quality[d][METRIC] for d in domains)} for v in variants]
     md, png = write_report(card, runner.dir / "report", METRIC, batch=32, extra_rows=table, extra_title="Quality and 1-thread throughput",
-                           sections=[(f"{METRIC} per domain (promotion checks the worst)", per_domain)], notes=[
+                           sections=[(f"{METRIC} per domain (promotion checks the worst)", per_domain)]
+                           + ([(f"{METRIC} per domain of each student before distillation (its initialisation alone)", starts)]
+                              if starts else []),
+                           notes=[
         f"corpus: {corpus.describe()}; train {len(train_s)}, val {len(val_s)}",
         f"throughput: 1 thread, batch {s.bench_batch}, {len(bench_batches) * s.bench_batch} sentences from every domain, padded to the longest in each batch",
         f"students (teacher layers kept of 6, feed-forward units kept of 1,536 if pruned, distillation): {student_reports}",

@@ -200,3 +200,8 @@ def test_quick_pipeline_scores_every_domain_and_promotion_checks_the_worst(tmp_p
     report = (tmp_path / "work" / "minilm-quick" / "report" / "pareto.md").read_text()
     assert "cosine_mean per domain" in report and "fortunes-heldout (held out)" in report
     assert "student-l3-f512-recon-int8" in card.variants and "reconstruction_residuals" in report
+    # What the initialisation alone gives, per domain, beside what distillation made of it.
+    start = report.split("before distillation (its initialisation alone)")[1].split("\n## ")[0]
+    rows = {line.split(" | ")[0].strip("| "): line for line in start.splitlines() if line.startswith("| student-")}
+    assert set(rows) == {"student-l4", "student-l5", "student-l3-f512-recon"}, rows
+    assert all("fortunes-heldout (held out)" in start and "nan" not in line for line in rows.values())
