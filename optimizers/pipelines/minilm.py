@@ -190,7 +190,7 @@ def run(settings: OptimizersSettings, registry, quick: bool = False, log: Callab
 
         return step
 
-    student_variants, student_reports, starts = [], {}, []
+    student_variants, student_reports, starts = [], {}, {}
     for spec in s.students:
         name = spec.name
         # The calibration size keys only the students it shapes (a depth student keeps its cache entry).
@@ -209,9 +209,7 @@ def run(settings: OptimizersSettings, registry, quick: bool = False, log: Callab
                                  **({"reconstruction_residuals": r_st["reconstruction_residuals"]}
                                     if "reconstruction_residuals" in r_st else {})}
         if "before_distillation" in r_st:  # absent from steps cached before it was recorded
-            start = r_st["before_distillation"]
-            starts.append({"student (fp32, untrained)": name, **{d + (" (held out)" if d in corpus.heldout_domains else ""): v
-                                                                 for d, v in start.items()}, "worst domain": min(start.values())})
+            starts[name] = r_st["before_distillation"]
         student_variants += [
             Variant(name, path, "fp32", training=[r_fp32["run"], r_tgt["run"], r_st["run"]]),
             Variant(f"{name}-int8", d_sti / "model.onnx", "int8", training=[r_fp32["run"], r_tgt["run"], r_st["run"], r_sti["run"]]),
@@ -279,10 +277,13 @@ def run(settings: OptimizersSettings, registry, quick: bool = False, log: Callab
     per_domain = [{"variant": v.name, **{d + (" (held out)" if d in corpus.heldout_domains else ""): v.domain_quality[d][METRIC]
                                          for d in domains},
                    "worst domain": min(v.domain_quality[d][METRIC] for d in domains)} for v in variants]
+    untrained = [{"student (fp32, untrained)": name, **{d + (" (held out)" if d in corpus.heldout_domains else ""): start[d]
+                                                        for d in domains}, "worst domain": min(start.values())}
+                 for name, start in starts.items()]
     md, png = write_report(card, runner.dir / "report", METRIC, batch=32, extra_rows=table, extra_title="Quality and 1-thread throughput",
                            sections=[(f"{METRIC} per domain (promotion checks the worst)", per_domain)]
-                           + ([(f"{METRIC} per domain of each student before distillation (its initialisation alone)", starts)]
-                              if starts else []),
+                           + ([(f"{METRIC} per domain of each student before distillation (its initialisation alone)", untrained)]
+                              if untrained else []),
                            notes=[
         f"corpus: {corpus.describe()}; train {len(train_s)}, val {len(val_s)}",
         f"throughput: 1 thread, batch {s.bench_batch}, {len(bench_batches) * s.bench_batch} sentences from every domain, padded to the longest in each batch",
