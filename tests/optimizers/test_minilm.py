@@ -5,7 +5,7 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 from optimizers.distill import EmbeddingDistillConfig, distill_embeddings, pad_rows  # noqa: E402
-from optimizers.pipelines.minilm import embedding_quality  # noqa: E402
+from optimizers.pipelines.minilm import embedding_quality, throughput  # noqa: E402
 from optimizers.pipelines.minilm_model import SentenceEmbedder, embed, export_onnx, make_student, reconstruct  # noqa: E402
 from optimizers.training import TrainConfig  # noqa: E402
 from tests.optimizers.conftest import run_onnx  # noqa: E402
@@ -100,6 +100,16 @@ def test_reconstruction_refuses_no_calibration_and_a_width_it_cannot_keep():
         reconstruct(teacher, make_student(teacher, [0]), [0], [])
     with pytest.raises(ValueError, match="ffn width"):
         make_student(teacher, [0], ffn=64, calibration=[_tokens(np.random.default_rng(0), 2, 4)])
+
+
+def test_throughput_interleaves_rounds_and_reports_the_spread_of_each_speedup(tmp_path):
+    rng = np.random.default_rng(3)
+    path = export_onnx(_tiny_teacher(), tmp_path / "t.onnx", _tokens(rng, 2, 6))
+    got = throughput({"fp32": path, "same": path}, [_tokens(rng, 4, 8), _tokens(rng, 4, 5)], rounds=3)
+    assert got["fp32"]["speedup_cpu"] == {"median": 1.0, "min": 1.0, "max": 1.0, "rounds": 3}
+    x = got["same"]["speedup_cpu"]
+    assert x["rounds"] == 3 and x["min"] <= x["median"] <= x["max"] and x["min"] > 0
+    assert all(row["sentences_per_cpu_s"] > 0 and row["sentences_per_s"] > 0 for row in got.values())
 
 
 def test_export_gives_normalised_mean_pooled_embeddings_with_dynamic_batch_and_length(tmp_path):
@@ -199,6 +209,10 @@ def test_quick_pipeline_scores_every_domain_and_promotion_checks_the_worst(tmp_p
     assert any("student-l4" in p and "on domain" in p for p in problems), problems
     report = (tmp_path / "work" / "minilm-quick" / "report" / "pareto.md").read_text()
     assert "cosine_mean per domain" in report and "fortunes-heldout (held out)" in report
+    # Speed-ups carry their spread over the interleaved rounds.
+    int8_row = next(line for line in report.split("## Quality and 1-thread throughput")[1].splitlines() if line.startswith("| int8 |"))
+    low, high = map(float, int8_row.split(" | ")[4].split("-"))
+    assert 0 < low <= float(int8_row.split(" | ")[3]) <= high, int8_row
     assert "student-l3-f512-recon-int8" in card.variants and "reconstruction_residuals" in report
     # What the initialisation alone gives, per domain, beside what distillation made of it.
     start = report.split("before distillation (its initialisation alone)")[1].split("\n## ")[0]
