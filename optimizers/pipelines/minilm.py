@@ -88,6 +88,17 @@ def _rows(tokenizer, sentences: list[str]) -> list[dict[str, np.ndarray]]:
             for t in (tokenizer([sent]) for sent in sentences)]
 
 
+def student_key(s, spec) -> dict[str, Any]:
+    """The settings that shape one distilled student: its step-cache key, beside the teacher targets'.
+
+    The calibration size keys only the students it shapes (a depth student keeps its cache entry).
+    The domain weights are in the targets' key already (the training sentences), so adding the
+    setting kept every student's key. How the evaluation times variants does not shape a student.
+    """
+    return {**s.model_dump(mode="json", exclude={"students", "calibration_sentences", "train_domain_weights", "bench_rounds"}),
+            **spec.shape(), **({"calibration_sentences": s.calibration_sentences} if spec.init == "reconstruct" else {})}
+
+
 def run(settings: OptimizersSettings, registry, quick: bool = False, log: Callable[[str], None] = print) -> dict[str, Any]:
     import torch
 
@@ -208,14 +219,8 @@ def run(settings: OptimizersSettings, registry, quick: bool = False, log: Callab
     student_variants, student_reports, starts = [], {}, {}
     for spec in s.students:
         name = spec.name
-        # The calibration size keys only the students it shapes (a depth student keeps its cache entry).
-        # The domain weights are in the targets' key already (the training sentences), so adding the
-        # setting kept every student's key.
-        key_settings = {**s.model_dump(mode="json", exclude={"students", "calibration_sentences", "train_domain_weights"}),
-                        **spec.shape(),
-                        **({"calibration_sentences": s.calibration_sentences} if spec.init == "reconstruct" else {})}
         d_st, r_st = runner.step(f"distill-{name}", {"targets": d_tgt / "train.npz", "val": d_tgt / "val.npz",
-                                                     "settings": key_settings, "weights": weights}, distill(spec))
+                                                     "settings": student_key(s, spec), "weights": weights}, distill(spec))
         path = d_st / "model.onnx"
         d_sti, r_sti = runner.step(f"{name}-int8", {"model": path},
                                    lambda out, path=path: {"report": quantize_dynamic_int8(path, out / "model.onnx", True).to_dict()})

@@ -102,6 +102,21 @@ def test_reconstruction_refuses_no_calibration_and_a_width_it_cannot_keep():
         make_student(teacher, [0], ffn=64, calibration=[_tokens(np.random.default_rng(0), 2, 4)])
 
 
+def test_a_students_cache_key_holds_what_shapes_it_and_nothing_else():
+    from optimizers.pipelines.minilm import student_key
+    from optimizers.settings import MinilmSettings, StudentSpec
+
+    s = MinilmSettings()
+    depth, rebuilt = StudentSpec(layers=(0, 1, 3, 5)), StudentSpec(layers=(0, 1, 3, 5), init="reconstruct")
+    for spec in (depth, rebuilt):
+        assert student_key(s, spec) == student_key(s.model_copy(update={"bench_rounds": 9, "train_domain_weights": {"man-api": 2}}), spec)
+        assert student_key(s, spec) != student_key(s.model_copy(update={"lr": 1e-4}), spec)
+        assert student_key(s, spec) != student_key(s, StudentSpec(layers=(0, 1, 2, 3, 5), init=spec.init))
+    more_calibration = s.model_copy(update={"calibration_sentences": 4000})
+    assert student_key(s, depth) == student_key(more_calibration, depth)
+    assert student_key(s, rebuilt) != student_key(more_calibration, rebuilt)
+
+
 def test_throughput_interleaves_rounds_and_reports_the_spread_of_each_speedup(tmp_path):
     rng = np.random.default_rng(3)
     path = export_onnx(_tiny_teacher(), tmp_path / "t.onnx", _tokens(rng, 2, 6))
