@@ -184,12 +184,12 @@ def run(settings: OptimizersSettings, registry, quick: bool = False, log: Callab
     def before_distillation(student, teacher) -> dict[str, float]:
         """Per-domain mean cosine of the untrained student to the teacher (both in torch, fp32): what
         the initialisation alone gives, so the report shows what distillation added."""
-        def run(model) -> dict[str, np.ndarray]:
+        def embed_domains(model) -> dict[str, np.ndarray]:
             return {d: np.concatenate([mm.embed(model, b) for b in batches]) for d, batches in domain_batches.items()}
 
         if not teacher_refs:
-            teacher_refs.update(run(teacher))
-        return {d: embedding_quality(e, teacher_refs[d])[METRIC] for d, e in run(student).items()}
+            teacher_refs.update(embed_domains(teacher))
+        return {d: embedding_quality(e, teacher_refs[d])[METRIC] for d, e in embed_domains(student).items()}
 
     def distill(spec) -> Callable[[Path], dict[str, Any]]:
         def step(out: Path) -> dict[str, Any]:
@@ -261,7 +261,6 @@ def run(settings: OptimizersSettings, registry, quick: bool = False, log: Callab
     _, r_eval = runner.step("evaluate", {v.name: v.path for v in variants} | {"heldout": corpus.heldout, "b": s.bench_batch,
                                                                              "bench": s.bench_sentences,
                                                                              "rounds": s.bench_rounds}, evaluate)
-    base = r_eval["variants"]["fp32"]
     for v in variants:
         # Throughput stays out of the card's quality: it is a timing (the profile holds those), and
         # timing noise must not make a rerun look like a new model.
@@ -290,27 +289,22 @@ def run(settings: OptimizersSettings, registry, quick: bool = False, log: Callab
     }, log)
     from optimizers.pareto import write_report
 
-    def speedup(name: str) -> tuple[float | str, str]:
-        """Median speed-up over fp32 by CPU time, and its range over the rounds."""
-        row = r_eval["variants"][name]
-        if "speedup_cpu" in row:
-            x = row["speedup_cpu"]
-            return x["median"], f"{x['min']}-{x['max']}"
-        if "sentences_per_cpu_s" in row:  # an evaluation cached before rounds were recorded: one best-of-2 figure
-            return round(row["sentences_per_cpu_s"] / base["sentences_per_cpu_s"], 2), "-"
-        return "-", "-"
+    def speedup(name: str) -> dict[str, float | str]:
+        """Median speed-up over fp32 by CPU time, and its range over the rounds (fp16 is not timed)."""
+        x = r_eval["variants"][name].get("speedup_cpu")
+        return {"x fp32 (cpu time, median)": x["median"] if x else "-", "x fp32 range": f"{x['min']}-{x['max']}" if x else "-"}
 
     table = [{"variant": v.name, "sentences/s": r_eval["variants"][v.name].get("sentences_per_s", "-"),
-              "sentences/cpu-s": r_eval["variants"][v.name].get("sentences_per_cpu_s", "-"),
-              "x fp32 (cpu time, median)": speedup(v.name)[0], "x fp32 range": speedup(v.name)[1], **v.quality}
+              "sentences/cpu-s": r_eval["variants"][v.name].get("sentences_per_cpu_s", "-"), **speedup(v.name), **v.quality}
              for v in variants]
-    domains = list(corpus.heldout)
-    per_domain = [{"variant": v.name, **{d + (" (held out)" if d in corpus.heldout_domains else ""): v.domain_quality[d][METRIC]
-                                         for d in domains},
-                   "worst domain": min(v.domain_quality[d][METRIC] for d in domains)} for v in variants]
-    untrained = [{"student (fp32, untrained)": name, **{d + (" (held out)" if d in corpus.heldout_domains else ""): start[d]
-                                                        for d in domains}, "worst domain": min(start.values())}
-                 for name, start in starts.items()]
+    columns = {d: d + (" (held out)" if d in corpus.heldout_domains else "") for d in corpus.heldout}
+
+    def by_domain(first: dict[str, str], quality: dict[str, float]) -> dict[str, Any]:
+        """One per-domain table row: ``first``, each domain's cosine in the corpus's order, the worst."""
+        return {**first, **{columns[d]: quality[d] for d in columns}, "worst domain": min(quality[d] for d in columns)}
+
+    per_domain = [by_domain({"variant": v.name}, {d: v.domain_quality[d][METRIC] for d in columns}) for v in variants]
+    untrained = [by_domain({"student (fp32, untrained)": name}, start) for name, start in starts.items()]
     md, png = write_report(card, runner.dir / "report", METRIC, batch=32, extra_rows=table, extra_title="Quality and 1-thread throughput",
                            sections=[(f"{METRIC} per domain (promotion checks the worst)", per_domain)]
                            + ([(f"{METRIC} per domain of each student before distillation (its initialisation alone)", untrained)]
