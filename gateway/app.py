@@ -1,6 +1,6 @@
 """The Ray Serve application: one ingress deployment that parses, routes, batches and runs locally.
 
-Hot path: HAProxy -> ingress replica (HTTP parse, cache, route, ``@serve.batch`` queue, ONNX Runtime)
+Hot path: HAProxy -> ingress replica (HTTP parse, cache, route, batch queue, ONNX Runtime)
 -> response; gRPC calls take the same path through Serve's gRPC ingress (``gateway/grpc_api.py``).
 A request hops to another process only when the chosen pool lives elsewhere (another node, region
 or hardware class); see README "Architecture".

@@ -12,7 +12,6 @@ import ray
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
-from gateway.serve_batcher import ServeTensorBatcher
 from models.work import WorkResult
 from routing.pools import PoolJob
 from serving.assembly import build_attributor, build_host
@@ -32,7 +31,7 @@ class PoolWorker:
         self.pool_name = pool_name
         # Its own models and a meter for what this pool reserves; the ingress does the accounting.
         self.attributor, _ = build_attributor(settings, settings.pools[pool_name].num_cpus)
-        self.host = build_host(settings, self.attributor, ServeTensorBatcher)
+        self.host = build_host(settings, self.attributor)
         self.host.load_startup()
         self.attributor.end_startup()  # loading models is start-up, never a request's
         self.node_id = ray.get_runtime_context().get_node_id()

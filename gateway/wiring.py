@@ -20,7 +20,6 @@ from gateway.http import HttpApi
 from gateway.jobs_api import deferred_response, jobs_routes
 from gateway.pool_worker import RayPool
 from gateway.replica_sync import ReplicaSync
-from gateway.serve_batcher import ServeTensorBatcher
 from jobs.assembly import JobsParts, build_jobs
 from serving.assembly import DataPlaneParts, build_data_plane
 from wattgate.metrics import merge, render
@@ -52,7 +51,7 @@ class GatewayParts:
 
 def build_gateway(settings: Settings, pool_handles: dict[str, Any] | None = None, with_sync: bool = True) -> GatewayParts:
     remote = {name: RayPool(handle, name) for name, handle in (pool_handles or {}).items()}
-    data = build_data_plane(settings, ServeTensorBatcher, remote)
+    data = build_data_plane(settings, remote_pools=remote)
     host, control = data.host, data.control
     sync = None
     core = getattr(data.router, "core", None)  # a GreenRouter's RouterCore; None for one local pool

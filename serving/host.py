@@ -145,7 +145,7 @@ class ModelHost:
             )
             text = card.preprocess is not None
             in_thread = vcard.size_bytes > _INLINE_MAX_BYTES or text
-            workers = serving.max_concurrent_batches if text else 1  # @serve.batch runs one batch at a time
+            workers = serving.max_concurrent_batches if text else 1  # a tensor batcher runs one batch at a time
             executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"run-{card.name}-{variant}") if in_thread else None
             if not text:
                 batchers[variant] = self._make_batcher(
