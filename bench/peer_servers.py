@@ -135,13 +135,14 @@ def serve_uvicorn(models: list[PeerModel], port: int) -> None:
 
 # -- plain Ray Serve with @serve.batch ----------------------------------------------------------
 
-def serve_rayserve(models: list[PeerModel], port: int, max_batch_size: int, batch_wait_timeout_s: float, num_cpus: float) -> None:
+def serve_rayserve(models: list[PeerModel], port: int, max_batch_size: int, batch_wait_timeout_s: float, num_cpus: float,
+                   replicas: int = 1) -> None:
     import ray
     from ray import serve
     from starlette.requests import Request
     from starlette.responses import Response
 
-    @serve.deployment(max_ongoing_requests=256, ray_actor_options={"num_cpus": num_cpus})
+    @serve.deployment(max_ongoing_requests=256, num_replicas=replicas, ray_actor_options={"num_cpus": num_cpus})
     class PlainModel:
         def __init__(self, spec: dict) -> None:
             self.runner = PeerRunner(PeerModel(**spec))
@@ -197,6 +198,7 @@ def main(argv=None) -> int:
     p.add_argument("--max-batch-size", type=int, default=64)
     p.add_argument("--batch-wait-timeout-s", type=float, default=0.002)
     p.add_argument("--num-cpus", type=float, default=0.5, help="Ray replica num_cpus (as the gateway's ingress)")
+    p.add_argument("--replicas", type=int, default=1, help="plain Ray Serve replicas per model (as server.ingress_replicas)")
     p.add_argument("--overrides", default="{}", help="wattgate settings overrides (JSON)")
     p.add_argument("--config", help="wattgate YAML settings")
     p.add_argument("--proxy-mode", default="default", help="label only: the proxy env vars come from the parent")
@@ -206,7 +208,7 @@ def main(argv=None) -> int:
     if args.kind == "uvicorn":
         serve_uvicorn(models, args.port)
     elif args.kind == "rayserve":
-        serve_rayserve(models, args.port, args.max_batch_size, args.batch_wait_timeout_s, args.num_cpus)
+        serve_rayserve(models, args.port, args.max_batch_size, args.batch_wait_timeout_s, args.num_cpus, args.replicas)
     else:
         serve_wattgate(json.loads(args.overrides), args.config)
     return 0

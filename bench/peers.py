@@ -234,6 +234,7 @@ def parse_args(argv=None):
     p.add_argument("--repository", type=Path, default=Path("model_repository"))
     p.add_argument("--results-dir", type=Path, default=d.results_dir)
     p.add_argument("--cache-url", help="redis:// URL for the cache-on cell (default: the in-process cache)")
+    p.add_argument("--replicas", type=int, help=f"replicas of plain Ray Serve and of wattgate's ingress (default {d.replicas})")
     p.add_argument("--wattgate-config", type=Path, help="base YAML for the wattgate cells")
     p.add_argument("--no-plot", action="store_true")
     return p.parse_args(argv)
@@ -247,6 +248,8 @@ def settings_from(args) -> BenchSettings:
         update["concurrency"] = tuple(int(x) for x in args.concurrency.split(","))
     if args.duration:
         update["duration_s"] = args.duration
+    if args.replicas:
+        update["replicas"] = args.replicas
     if args.systems:
         update["systems"] = tuple(x.strip() for x in args.systems.split(",") if x.strip())
     return BenchSettings(**update)
@@ -281,7 +284,7 @@ def main(argv=None) -> int:
     started = time.perf_counter()
     cells = run_bench(s, models, args)
     add_ratios(cells)
-    where = machine()
+    where = f"{machine()}; {s.replicas} replica(s) each for plain Ray Serve and wattgate's ingress"
     print(render_table(cells, where))
     target = text_target(cells)
     if target:

@@ -23,6 +23,9 @@ class BenchSettings(BaseModel):
     # 32: the naive baseline of the text target is plain Ray Serve with @serve.batch(max_batch_size=32).
     max_batch_size: int = Field(default=32, ge=1)
     batch_wait_timeout_s: float = Field(default=0.002, ge=0)
+    # Serving replicas of each Ray Serve system: plain Ray Serve's deployment and wattgate's ingress
+    # (server.ingress_replicas) get the same number, so neither wins by having more processes.
+    replicas: int = Field(default=1, ge=1)
     # Zipf exponent of the cache-on cell's inputs over the 1,797 digits images (~50 % hits).
     zipf_s: float = Field(default=1.1, gt=0)
     triton_python: Path = Path(".venv-triton/bin/python")

@@ -132,7 +132,7 @@ def start_rayserve(proxy: str) -> Callable[..., RunningSystem]:
     def start(models, s, log_dir) -> RunningSystem:
         from gateway.cli import proxy_env
 
-        return _peer("rayserve", models, s, log_dir, proxy_env(proxy), ["--proxy-mode", proxy])
+        return _peer("rayserve", models, s, log_dir, proxy_env(proxy), ["--proxy-mode", proxy, "--replicas", str(s.replicas)])
 
     return start
 
@@ -176,7 +176,8 @@ def start_wattgate(variant: str, cache_url: str | None = None, config: Path | No
         port, grpc_port = free_port(), free_port()
         state = Path(tempfile.mkdtemp(prefix=f"bench-{variant}-", dir=log_dir))
         overrides = {
-            "server": {"host": "127.0.0.1", "port": port, "grpc_port": grpc_port, "proxy": "haproxy", "state_dir": str(state)},
+            "server": {"host": "127.0.0.1", "port": port, "grpc_port": grpc_port, "proxy": "haproxy", "state_dir": str(state),
+                       "ingress_replicas": s.replicas},
             "models": {"repository": str(repository.resolve()),
                        "defaults": {"max_batch_size": s.max_batch_size, "batch_wait_timeout_s": s.batch_wait_timeout_s}},
             "energy": {"ledger_path": str(state / "ledger.sqlite")},

@@ -141,3 +141,35 @@ def test_uvicorn_peer_tokenises_text(text_repository, tmp_path):
     finally:
         running.stop()
     assert cell.status_counts == {"200": cell.requests} and cell.requests > 0
+
+
+def test_plain_ray_serve_and_the_wattgate_ingress_get_the_same_replicas(monkeypatch, tmp_path):
+    """``--replicas``: neither Ray Serve system wins by running more processes than the other."""
+    import json
+
+    from bench import systems
+
+    seen: dict[str, list[str]] = {}
+
+    class Started(Exception):
+        pass
+
+    def fake_peer(kind, models, s, log_dir, extra_env=None, extra_args=None):
+        seen[kind] = extra_args
+        raise Started
+
+    class FakeServer:
+        def __init__(self, argv, *_, **__):
+            seen["wattgate"] = argv
+            raise Started
+
+    monkeypatch.setattr(systems, "_peer", fake_peer)
+    monkeypatch.setattr(systems, "ServerProcess", FakeServer)
+    s = BenchSettings(replicas=3)
+    with pytest.raises(Started):
+        systems.start_rayserve("haproxy")([], s, tmp_path)
+    with pytest.raises(Started):
+        systems.start_wattgate("wattgate")([], s, tmp_path, tmp_path)
+    assert seen["rayserve"][seen["rayserve"].index("--replicas") + 1] == "3"
+    overrides = json.loads(seen["wattgate"][seen["wattgate"].index("--overrides") + 1])
+    assert overrides["server"]["ingress_replicas"] == 3
