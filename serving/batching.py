@@ -8,7 +8,7 @@ the work (merge, run, charge, split, statistics); ``TensorBatcher`` adds the que
 Why not Ray Serve's ``@serve.batch``: it served these queues until it was measured. Per request it
 binds the call's signature (``inspect.signature``) and runs its own futures and events; this queue
 costs one future and a deque append. On digits at c=32 and 128 the ingress replica's CPU per
-request fell 7-25 % with it (README "Benchmarks").
+request fell 5-25 % with it (README "Load tests and benchmarks").
 """
 
 from __future__ import annotations
