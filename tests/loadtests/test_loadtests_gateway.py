@@ -48,13 +48,14 @@ def test_locust_run_against_the_gateway_adds_up(gateway, tmp_path):
     assert r.failures == 0 and r.error_rate == 0.0 and r.failure_kinds == []
     assert sum(e["requests"] for e in r.endpoints) == r.requests
 
-    # One ledger row and one /metrics request per served request; users stopped at the deadline may
-    # leave a few served requests locust never counted (cache hits skip the runtime's stats).
+    # One ledger row and one /metrics request per served request. The client's own count is the tally
+    # (every response it received, written when locust quits); each user stopped at the deadline may
+    # leave one served request it never received. Locust's CSV can trail the tally: under load it was
+    # written before the last users stopped (CI: 133 in the CSV, 137 tallied, 138 ledger rows).
     cc = r.cross_check
     assert cc["locust_ok"] == r.requests
-    assert valid <= cc["ledger_rows"] <= valid + s.users
+    assert valid <= cc["tallied_responses"] <= cc["ledger_rows"] <= cc["tallied_responses"] + s.users
     assert cc["metrics_requests"] == cc["ledger_rows"]
-    assert valid <= cc["tallied_responses"] <= valid + s.users
     served_by_runtime = _inferences(url) - before
     assert served_by_runtime <= cc["ledger_rows"]
 
