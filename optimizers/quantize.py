@@ -77,7 +77,12 @@ def gemm_to_matmul(src: Path, dst: Path) -> Path:
     return dst
 
 
-def quantize_dynamic_int8(src: str | Path, dst: str | Path, per_channel: bool = True, reduce_range: bool = True) -> QuantizeReport:
+# 7-bit weights for dynamic INT8 (see quantize_dynamic_int8); pipelines put it in their step keys.
+DYNAMIC_INT8_REDUCE_RANGE = True
+
+
+def quantize_dynamic_int8(src: str | Path, dst: str | Path, per_channel: bool = True,
+                          reduce_range: bool = DYNAMIC_INT8_REDUCE_RANGE) -> QuantizeReport:
     """Weights to INT8 offline, activations quantized on the fly per batch; no calibration data needed.
 
     ``reduce_range``: 7-bit weights. ONNX Runtime multiplies uint8 activations by int8 weights with

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, Mapping
 
@@ -19,7 +18,6 @@ from energy.ledger import EnergyLedger
 from energy.meters.factory import meter_from_settings
 from energy.metrics import EnergyMetrics
 from models.registry import ModelRegistry
-from models.runtime import Runtime
 from routing.control import RoutingControl
 from routing.exclusions import VariantExclusions
 from routing.intensity.factory import make_provider
@@ -39,7 +37,7 @@ from serving.accounting import (
     RequestAccountant,
 )
 from serving.anomaly_sink import AnomalySink
-from serving.batching import BatchEnergy, Batcher, TensorBatcher
+from serving.batching import BatchEnergy, TensorBatcher
 from serving.dataplane import DataPlane
 from serving.host import ModelHost
 from serving.ops_metrics import StateGauges, TrafficSink
@@ -56,8 +54,6 @@ from wattgate.settings import Settings
 
 log = logging.getLogger("wattgate.assembly")
 
-# (runtime, energy, max_batch_size, batch_wait_timeout_s, executor) -> a tensor-model batch queue
-MakeBatcher = Callable[[Runtime, BatchEnergy, int, float, ThreadPoolExecutor | None], Batcher]
 
 
 @dataclass
@@ -123,12 +119,12 @@ def build_attributor(settings: Settings, vcpus: float) -> tuple[EnergyAttributor
     return EnergyAttributor(meter_from_settings(es, **overrides)), overrides.get("vcpus_reserved", es.vcpus_reserved)
 
 
-def build_host(settings: Settings, energy: BatchEnergy, make_batcher: MakeBatcher = TensorBatcher) -> ModelHost:
+def build_host(settings: Settings, energy: BatchEnergy) -> ModelHost:
     def make_text_batcher(runtime, max_batch_size, max_pad_fraction, executor, max_concurrent_batches):
         return LengthGroupedBatcher(runtime, energy, max_batch_size, max_pad_fraction, executor, max_concurrent_batches)
 
     def make_tensor_batcher(runtime, max_batch_size, batch_wait_timeout_s, executor):
-        return make_batcher(runtime, energy, max_batch_size, batch_wait_timeout_s, executor)
+        return TensorBatcher(runtime, energy, max_batch_size, batch_wait_timeout_s, executor)
 
     registry = ModelRegistry(settings.models.repository)
     return ModelHost(registry, settings.models, make_tensor_batcher, make_text_batcher, hardware=settings.server.hardware)
@@ -194,7 +190,6 @@ def build_router(
 
 def build_data_plane(
     settings: Settings,
-    make_batcher: MakeBatcher = TensorBatcher,
     remote_pools: Mapping[str, PoolExecutor] | None = None,
 ) -> DataPlaneParts:
     metrics = MetricsRegistry()
@@ -202,7 +197,7 @@ def build_data_plane(
     cache = PredictionCacheService(make_cache(settings.cache), settings.cache, metrics) if settings.cache.enabled else None
     avoided = AvoidedEnergy() if cache is not None else None
     log.info("prediction cache: %s", describe(settings.cache))
-    host = build_host(settings, attributor, make_batcher)
+    host = build_host(settings, attributor)
     provider = make_provider(settings.intensity, metrics=metrics)
     qs = settings.quality_guard
     exclusions = VariantExclusions() if qs.enabled else None

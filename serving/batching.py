@@ -131,8 +131,8 @@ class TensorBatcher(TensorBatchRunner):
         self._queued_rows += item.rows
         if self._worker is None or self._worker.done():
             self._worker = loop.create_task(self._drain())
-        elif self._full is not None and self._queued_rows >= self.max_batch_size and not self._full.done():
-            self._full.set_result(None)
+        elif self._full is not None and self._queued_rows >= self.max_batch_size:
+            _settle(self._full)
         return await future
 
     async def _drain(self) -> None:

@@ -106,7 +106,7 @@ def run(settings: OptimizersSettings, registry, quick: bool = False, log: Callab
     from optimizers.graph import optimize_graph
     from optimizers.pipelines import minilm_model as mm
     from optimizers.pipelines.corpus import mixed_corpus
-    from optimizers.quantize import convert_fp16, quantize_dynamic_int8
+    from optimizers.quantize import DYNAMIC_INT8_REDUCE_RANGE, convert_fp16, quantize_dynamic_int8
     from optimizers.training import TrainConfig
 
     torch.set_num_threads(settings.torch_threads)
@@ -147,8 +147,8 @@ def run(settings: OptimizersSettings, registry, quick: bool = False, log: Callab
     def quantize(per_channel: bool) -> Callable[[Path], dict[str, Any]]:
         return lambda out: {"report": quantize_dynamic_int8(fp32, out / "model.onnx", per_channel).to_dict()}
 
-    d_int8, r_int8 = runner.step("int8-per-channel", {"model": fp32, "reduce_range": True}, quantize(True))
-    d_int8pt, r_int8pt = runner.step("int8-per-tensor", {"model": fp32, "reduce_range": True}, quantize(False))
+    d_int8, r_int8 = runner.step("int8-per-channel", {"model": fp32, "reduce_range": DYNAMIC_INT8_REDUCE_RANGE}, quantize(True))
+    d_int8pt, r_int8pt = runner.step("int8-per-tensor", {"model": fp32, "reduce_range": DYNAMIC_INT8_REDUCE_RANGE}, quantize(False))
     d_fp16, r_fp16 = runner.step("fp16", {"model": fp32}, lambda out: {"report": convert_fp16(fp32, out / "model.onnx").to_dict()})
 
     # 3. the teacher's targets for distillation at the training length: sentence embeddings and,
@@ -222,7 +222,7 @@ def run(settings: OptimizersSettings, registry, quick: bool = False, log: Callab
         d_st, r_st = runner.step(f"distill-{name}", {"targets": d_tgt / "train.npz", "val": d_tgt / "val.npz",
                                                      "settings": student_key(s, spec), "weights": weights}, distill(spec))
         path = d_st / "model.onnx"
-        d_sti, r_sti = runner.step(f"{name}-int8", {"model": path, "reduce_range": True},
+        d_sti, r_sti = runner.step(f"{name}-int8", {"model": path, "reduce_range": DYNAMIC_INT8_REDUCE_RANGE},
                                    lambda out, path=path: {"report": quantize_dynamic_int8(path, out / "model.onnx", True).to_dict()})
         student_reports[name] = {**spec.shape(), **{k: v for k, v in r_st["report"].items()
                                                              if k not in ("temperature", "alpha", "mixup")},
