@@ -23,9 +23,11 @@ pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
 
 
 def fast_settings(url, **overrides):
-    # Timeouts roomier than the defaults: this 2-core machine is shared, and a spurious timeout
-    # before the outage would turn the hits these tests expect into bypasses.
-    values = dict(url=url, breaker_backoff_s=0.05, breaker_max_backoff_s=0.2, socket_timeout_s=0.5, connect_timeout_s=0.5)
+    # Timeouts far roomier than the defaults: this 2-core machine is shared, and under the full
+    # suite a 0.5 s connect once timed out before any outage, turning the expected miss and hit
+    # into bypasses. The outages these tests stage are a killed server (refused at once) or a
+    # stopped one, whose test sets its own short socket timeout.
+    values = dict(url=url, breaker_backoff_s=0.05, breaker_max_backoff_s=0.2, socket_timeout_s=5.0, connect_timeout_s=5.0)
     values.update(overrides)
     return CacheSettings(**values)
 
