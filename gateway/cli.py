@@ -10,7 +10,7 @@ import threading
 from pathlib import Path
 
 from gateway.request_id import CALLBACK
-from wattgate.net import free_port, free_port_range
+from wattgate.net import free_port, free_port_range, reserve
 
 log = logging.getLogger("wattgate.serve")
 _INGRESS_PORTS = 64  # direct-ingress ports per gateway: one per replica on a node, with room to restart
@@ -111,7 +111,9 @@ def start(settings, ray_address: str | None = None, on_ray_started=None) -> None
     from gateway.auth import check_exposure
 
     check_exposure(settings.server, settings.auth)  # before anything starts
-    os.environ.update(proxy_env(settings.server.proxy, settings.server.max_request_bytes))
+    s = settings.server
+    reserve(s.port, s.grpc_port, s.ray_metrics_port)  # bound later by Serve and Ray: not for proxy_env's ports
+    os.environ.update(proxy_env(s.proxy, s.max_request_bytes))
     import ray
     from ray import serve
 

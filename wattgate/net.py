@@ -14,6 +14,14 @@ _lock = threading.Lock()
 LOW, HIGH = 20_000, 32_000
 
 
+def reserve(*ports: int | None) -> None:
+    """Ports this process will bind itself (or hand to a server it starts): never handed out here.
+    A port chosen by another process (a test, a supervisor) is free until its server binds it, so
+    without this a gateway could give it to Ray or HAProxy in the meantime. None and 0 are skipped."""
+    with _lock:
+        _given.update(p for p in ports if p)
+
+
 def free_port(host: str = "127.0.0.1", attempts: int = 500) -> int:
     """A TCP port that was free a moment ago, drawn at random below the ephemeral range; the caller
     binds it soon (a race only with another process choosing the same random port)."""
@@ -33,7 +41,7 @@ def free_port_range(size: int, low: int = LOW, high: int = HIGH, attempts: int =
     kernel's ephemeral range; drawn at random so two servers started together rarely pick the same."""
     rng = random.SystemRandom()
     for _ in range(attempts):
-        start = rng.randrange(low, high - size)
+        start = rng.randrange(low, high - size + 1)  # the block may end at high - 1
         block = range(start, start + size)
         with _lock:
             if any(p in _given for p in block) or not all(_is_free(p) for p in block):
