@@ -55,7 +55,6 @@ from wattgate.settings import Settings
 log = logging.getLogger("wattgate.assembly")
 
 
-
 @dataclass
 class DataPlaneParts:
     settings: Settings
