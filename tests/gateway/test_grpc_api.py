@@ -206,3 +206,21 @@ def test_malformed_bytes_reach_the_api_flagged_and_are_invalid_argument(make_pla
     assert isinstance(flagged, MalformedRequest) and isinstance(generic_parse(b"\x0a\x05ab"), MalformedRequest)
     _, ctx = _call(_grpc_api(make_plane()), "ModelInfer", flagged)
     assert ctx.code == grpc.StatusCode.INVALID_ARGUMENT and "not a valid protobuf message" in ctx.details
+
+
+def test_service_messages_pickle_as_serves_fallback_proxy_moves_them():
+    """tritonclient's classes name an unimportable module (grpc_service_pb2); gateway.grpc_service registers
+    reducers so the fallback proxy's DeploymentHandle can pickle requests and responses (Ray: cloudpickle)."""
+    import pickle
+
+    import ray.cloudpickle as cloudpickle
+
+    import gateway.grpc_service  # noqa: F401  (the import registers them)
+
+    request = _infer_request(np.arange(64, dtype=np.float32).reshape(1, 64))
+    response = pb.ModelInferResponse(model_name="digits", id="r-1")
+    response.parameters["energy_j"].double_param = 0.25
+    for dumps, loads in ((pickle.dumps, pickle.loads), (cloudpickle.dumps, cloudpickle.loads)):
+        for message in (request, response, pb.ServerLiveResponse(live=True)):
+            copy = loads(dumps(message))
+            assert type(copy) is type(message) and copy == message

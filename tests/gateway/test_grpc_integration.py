@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
+import os
 import re
 import time
 from pathlib import Path
@@ -111,6 +112,20 @@ def test_binary_and_typed_tensors_give_the_http_and_onnxruntime_answer(gateway, 
     assert set(params) == {k for k, v in http["parameters"].items() if v is not None}  # the same figures
     assert _param(binary, "energy_j") > 0 and _param(binary, "carbon_g") > 0
     assert _param(binary, "request_id") == binary.get_response().id
+
+
+def test_serves_fallback_proxy_answers_grpc_as_haproxy_does(target, pixels, direct):
+    """With no ingress replica up for the app (start-up, a restart), HAProxy sends gRPC to Serve's fallback
+    proxy, which pickles the decoded message to reach a replica: it must answer, not fail UNKNOWN."""
+    fallback = f"127.0.0.1:{os.environ['RAY_SERVE_FALLBACK_PROXY_GRPC_PORT']}"
+    client = tg.InferenceServerClient(fallback)
+    x = pixels[60:62]
+    result = client.infer("digits", [_input(x)], outputs=[tg.InferRequestedOutput("label")],
+                          headers={"application": "wattgate"})
+    np.testing.assert_array_equal(result.as_numpy("label"), direct(x)["label"])
+    assert client.is_server_live(headers={"application": "wattgate"})
+    with pytest.raises(InferenceServerException, match="StatusCode.NOT_FOUND"):  # errors keep their codes
+        client.infer("nosuch", [_input(x)], headers={"application": "wattgate"})
 
 
 def test_grpc_and_http_share_one_cache(gateway, target, pixels):
