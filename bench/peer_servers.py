@@ -2,7 +2,9 @@
 
 - ``uvicorn``: plain uvicorn + ONNX Runtime, one process, no batching (the cheapest HTTP path).
 - ``rayserve``: plain Ray Serve, one deployment per model with ``@serve.batch``, behind the
-  default proxy or HAProxy (the proxy env vars are read at Ray start, hence one process per mode).
+  default proxy or HAProxy (the proxy env vars are read at Ray start, hence one process per mode);
+  with ``--grpc-port``, tensor models also answer OIP ``ModelInfer`` (raw tensors) on Serve's own gRPC
+  ingress, tritonclient's generated service registered as it is: the plain-Serve twin of wattgate's gRPC.
 - ``wattgate``: the gateway itself via ``gateway.cli.start`` with bench settings.
 
 The peers speak just enough of the Open Inference Protocol (JSON tensors) to answer the same
@@ -135,8 +137,29 @@ def serve_uvicorn(models: list[PeerModel], port: int) -> None:
 
 # -- plain Ray Serve with @serve.batch ----------------------------------------------------------
 
+GRPC_SERVICER = "tritonclient.grpc.service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server"
+_NP_DATATYPES = {"FP32": np.float32, "FP64": np.float64, "INT64": np.int64, "INT32": np.int32}
+
+
+def decode_infer_message(request) -> dict[str, np.ndarray]:
+    """A ``ModelInferRequest``'s raw input tensors (the shape tritonclient sends), as arrays."""
+    return {t.name: np.frombuffer(raw, _NP_DATATYPES[t.datatype]).reshape(tuple(t.shape))
+            for t, raw in zip(request.inputs, request.raw_input_contents)}
+
+
+def encode_infer_message(name: str, outputs: dict[str, np.ndarray]):
+    from tritonclient.grpc import service_pb2 as pb
+
+    response = pb.ModelInferResponse(model_name=name)
+    for key, value in outputs.items():
+        value = np.ascontiguousarray(value)
+        response.outputs.add(name=key, datatype=_DATATYPES.get(value.dtype, "FP32"), shape=list(value.shape))
+        response.raw_output_contents.append(value.tobytes())
+    return response
+
+
 def serve_rayserve(models: list[PeerModel], port: int, max_batch_size: int, batch_wait_timeout_s: float, num_cpus: float,
-                   replicas: int = 1) -> None:
+                   replicas: int = 1, grpc_port: int | None = None) -> None:
     import ray
     from ray import serve
     from starlette.requests import Request
@@ -161,9 +184,14 @@ def serve_rayserve(models: list[PeerModel], port: int, max_batch_size: int, batc
             out = await self.infer_batch(feeds)
             return Response(self.runner.encode(out), media_type="application/json")
 
+        async def ModelInfer(self, request):  # noqa: N802 (Serve calls the method named after the RPC)
+            out = await self.infer_batch(decode_infer_message(request))
+            return encode_infer_message(self.runner.spec.name, out)
+
     root = str(Path(__file__).resolve().parent.parent)
     ray.init(include_dashboard=False, logging_level=logging.WARNING, runtime_env={"env_vars": {"PYTHONPATH": root}})
-    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    grpc = {"port": grpc_port, "grpc_servicer_functions": [GRPC_SERVICER]} if grpc_port else None
+    serve.start(http_options={"host": "127.0.0.1", "port": port}, grpc_options=grpc)
     for m in models:
         serve.run(PlainModel.options(name=f"plain-{m.name}").bind(m.__dict__), name=m.name, route_prefix=f"/v2/models/{m.name}", blocking=False)
     _wait_for_sigterm()
@@ -201,6 +229,7 @@ def main(argv=None) -> int:
     p.add_argument("--replicas", type=int, default=1, help="plain Ray Serve replicas per model (as server.ingress_replicas)")
     p.add_argument("--overrides", default="{}", help="wattgate settings overrides (JSON)")
     p.add_argument("--config", help="wattgate YAML settings")
+    p.add_argument("--grpc-port", type=int, help="rayserve: also serve OIP ModelInfer over Serve's gRPC ingress here")
     p.add_argument("--proxy-mode", default="default", help="label only: the proxy env vars come from the parent")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
@@ -208,7 +237,8 @@ def main(argv=None) -> int:
     if args.kind == "uvicorn":
         serve_uvicorn(models, args.port)
     elif args.kind == "rayserve":
-        serve_rayserve(models, args.port, args.max_batch_size, args.batch_wait_timeout_s, args.num_cpus, args.replicas)
+        serve_rayserve(models, args.port, args.max_batch_size, args.batch_wait_timeout_s, args.num_cpus, args.replicas,
+                       args.grpc_port)
     else:
         serve_wattgate(json.loads(args.overrides), args.config)
     return 0

@@ -6,8 +6,9 @@
 Per cell: requests/s, p50/p99, the server process tree's CPU-seconds per 1,000 requests and the
 *modelled* J per 1,000 requests (see bench.report). Prints the table with ratios to plain
 Ray Serve (HAProxy) and Triton, writes ``loadtests/results/bench-<stamp>.json`` and ``.png``.
-Triton and wattgate (cache off) also get digits cells over gRPC (``triton-grpc``, ``wattgate-grpc``,
-same server, ``loadtests.grpcload``), compared with Triton's gRPC.
+Plain Ray Serve (HAProxy), Triton and wattgate (cache off) also get digits cells over gRPC
+(``rayserve-grpc``, ``triton-grpc``, ``wattgate-grpc``, same server, ``loadtests.grpcload``), compared
+with Triton's gRPC and plain Serve's.
 """
 
 from __future__ import annotations
@@ -117,11 +118,13 @@ def http_cell(system: str, model: BenchModel, url: str, concurrency: int, pid: i
     return window.finish(cell, result.status_counts.get("200", 0), s)
 
 
-def grpc_cell(system: str, model: BenchModel, target: str, concurrency: int, pid: int, s: BenchSettings) -> Cell:
-    """digits over gRPC ModelInfer (raw tensors), one row per request."""
+def grpc_cell(system: str, model: BenchModel, target: str, concurrency: int, pid: int, s: BenchSettings,
+              app: str | None = None) -> Cell:
+    """digits over gRPC ModelInfer (raw tensors), one row per request; ``app``: the Serve application to call."""
     window = _Window(pid)
     make = digits_grpc_request(model.peer_name)
-    result = asyncio.run(run_grpc_load(target, make, concurrency, s.duration_s, s.warmup_s, window))
+    metadata = (("application", app),) if app else None
+    result = asyncio.run(run_grpc_load(target, make, concurrency, s.duration_s, s.warmup_s, window, metadata))
     cell = Cell(model.label, system, LABELS[system], concurrency, requests=result.requests, errors=result.errors,
                 status_counts=result.status_counts, p50_ms=result.p50_ms, p99_ms=result.p99_ms)
     if result.errors:
@@ -217,7 +220,8 @@ def _grpc_cells(running: RunningSystem, models: list[BenchModel], s: BenchSettin
     cells = []
     for model in models:
         for c in s.concurrency:
-            cell = grpc_cell(running.grpc_system, model, running.grpc_target, c, running.pid, s)
+            cell = grpc_cell(running.grpc_system, model, running.grpc_target, c, running.pid, s,
+                             model.peer_name if running.grpc_apps else None)
             cells.append(cell)
             print(f"bench:   {model.label} c={c} gRPC: {cell.requests_per_s or 0:,.0f} req/s, p99 {cell.p99_ms:.1f} ms", flush=True)
     return cells
@@ -274,7 +278,7 @@ def main(argv=None) -> int:
     startable = [x for x in LABELS if x not in GRPC_SYSTEMS]
     unknown = [x for x in s.systems if x not in startable]
     if unknown:
-        raise SystemExit(f"unknown systems {unknown}; choose from {', '.join(startable)} (triton and wattgate bring their gRPC cells)")
+        raise SystemExit(f"unknown systems {unknown}; choose from {', '.join(startable)} (rayserve-haproxy, triton and wattgate bring their gRPC cells)")
     models = discover_models(args.repository)
     if args.models:
         wanted = {x.strip() for x in args.models.split(",")}

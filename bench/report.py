@@ -14,7 +14,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-REFERENCES = {"rayserve-haproxy": "x_rayserve_haproxy", "triton": "x_triton", "triton-grpc": "x_triton_grpc"}
+REFERENCES = {"rayserve-haproxy": "x_rayserve_haproxy", "triton": "x_triton", "rayserve-grpc": "x_rayserve_grpc",
+              "triton-grpc": "x_triton_grpc"}
 ENERGY_METHOD = "cpu-time-model (modelled: CCF aws-x86, 0.74 W idle / 3.5 W max per vCPU)"
 
 
@@ -95,7 +96,7 @@ def _f(v: float | None, spec: str) -> str:
 
 def render_table(cells: list[Cell], machine: str) -> str:
     head = ["model", "conc", "system", "req/s", "p50 ms", "p99 ms", "CPU-s/1k", "J/1k*", "rps xRayHA", "rps xTriton",
-            "rps xTritonGRPC", "J xRayHA", "J xTriton", "hit %"]
+            "rps xRayGRPC", "rps xTritonGRPC", "J xRayHA", "J xTriton", "hit %"]
     rows = []
     for c in cells:
         if c.skipped:
@@ -103,7 +104,7 @@ def render_table(cells: list[Cell], machine: str) -> str:
         r = c.ratios
         rows.append([c.model, str(c.concurrency), c.system, _f(c.requests_per_s, ",.0f"), _f(c.p50_ms, ".1f"), _f(c.p99_ms, ".1f"),
                      _f(c.cpu_s_per_1k, ".3f"), _f(c.j_per_1k_modelled, ".2f"),
-                     _f(r.get("rps_x_rayserve_haproxy"), ".2f"), _f(r.get("rps_x_triton"), ".2f"), _f(r.get("rps_x_triton_grpc"), ".2f"),
+                     _f(r.get("rps_x_rayserve_haproxy"), ".2f"), _f(r.get("rps_x_triton"), ".2f"), _f(r.get("rps_x_rayserve_grpc"), ".2f"), _f(r.get("rps_x_triton_grpc"), ".2f"),
                      _f(r.get("j_per_1k_x_rayserve_haproxy"), ".2f"), _f(r.get("j_per_1k_x_triton"), ".2f"),
                      _f(None if c.cache_hit_rate is None else 100 * c.cache_hit_rate, ".0f")])
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(head)]

@@ -11,6 +11,7 @@ import os
 import sys
 import sysconfig
 import tempfile
+import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,7 @@ LABELS = {
     "uvicorn-ort": "uvicorn + ONNX Runtime (no batching)",
     "rayserve-default": "plain Ray Serve, @serve.batch, default proxy",
     "rayserve-haproxy": "plain Ray Serve, @serve.batch, HAProxy + throughput-optimized",
+    "rayserve-grpc": "plain Ray Serve over gRPC (Serve's gRPC ingress via HAProxy), @serve.batch",
     "triton": TRITON_LABEL,
     "triton-grpc": f"{TRITON_LABEL}, over gRPC",
     "wattgate": "wattgate, cache off, one local pool (no routing)",
@@ -37,7 +39,8 @@ LABELS = {
     "wattgate-green": "wattgate, green routing on",
 }
 
-GRPC_SYSTEMS = ("triton-grpc", "wattgate-grpc")  # cells measured on the triton / wattgate servers, not started alone
+# Cells measured on the rayserve-haproxy / triton / wattgate servers, not started alone.
+GRPC_SYSTEMS = ("rayserve-grpc", "triton-grpc", "wattgate-grpc")
 
 
 @dataclass(frozen=True)
@@ -93,6 +96,7 @@ class RunningSystem:
     # System whose gRPC cells this server also answers ("triton-grpc"), and its host:port.
     grpc_system: str | None = None
     grpc_target: str | None = None
+    grpc_apps: bool = False  # one Serve application per model: calls name theirs in `application` metadata
 
     @property
     def pid(self) -> int | None:
@@ -121,7 +125,36 @@ def _peer(kind: str, models: list[BenchModel], s: BenchSettings, log_dir: Path, 
     base = f"http://127.0.0.1:{port}"
     for m in models:  # Serve brings each model's app up on its own
         server.wait_ready(f"{base}/v2/models/{m.peer_name}", s.server_start_timeout_s)
-    return RunningSystem(name, server, {m.label: f"{base}/v2/models/{m.peer_name}/infer" for m in models})
+    system = RunningSystem(name, server, {m.label: f"{base}/v2/models/{m.peer_name}/infer" for m in models})
+    if "--grpc-port" in (extra_args or []):
+        grpc_port = extra_args[extra_args.index("--grpc-port") + 1]
+        system.grpc_system, system.grpc_target, system.grpc_apps = "rayserve-grpc", f"127.0.0.1:{grpc_port}", True
+        for m in models:
+            if not m.text:
+                wait_grpc_ready(system.grpc_target, m.peer_name, s.server_start_timeout_s, app=m.peer_name)
+    return system
+
+
+def wait_grpc_ready(target: str, model: str, timeout_s: float, app: str | None = None) -> None:
+    """Until a digits ModelInfer answers OK. Before HAProxy routes the app to its replica, Serve's fallback
+    proxy answers, and it cannot pickle tritonclient's messages (their module is ``grpc_service_pb2``)."""
+    import grpc
+
+    from loadtests.grpcload import MODEL_INFER, digits_grpc_request
+
+    request = digits_grpc_request(model)(0)
+    metadata = (("application", app),) if app else None
+    deadline = time.monotonic() + timeout_s
+    with grpc.insecure_channel(target) as channel:
+        call = channel.unary_unary(MODEL_INFER)
+        while True:
+            try:
+                call(request, timeout=10, metadata=metadata)
+                return
+            except grpc.RpcError as exc:
+                if time.monotonic() > deadline:
+                    raise Unavailable(f"gRPC ModelInfer on {target} still fails after {timeout_s:.0f} s: {exc.code().name}") from exc
+            time.sleep(0.5)
 
 
 def start_uvicorn(models, s, log_dir) -> RunningSystem:
@@ -132,7 +165,8 @@ def start_rayserve(proxy: str) -> Callable[..., RunningSystem]:
     def start(models, s, log_dir) -> RunningSystem:
         from gateway.cli import proxy_env
 
-        return _peer("rayserve", models, s, log_dir, proxy_env(proxy), ["--proxy-mode", proxy, "--replicas", str(s.replicas)])
+        grpc = ["--grpc-port", str(free_port())] if proxy == "haproxy" else []  # gRPC ingress needs HAProxy mode
+        return _peer("rayserve", models, s, log_dir, proxy_env(proxy), ["--proxy-mode", proxy, "--replicas", str(s.replicas), *grpc])
 
     return start
 

@@ -24,8 +24,10 @@ async def run_grpc_load(
     duration_s: float,
     warmup_s: float = 1.0,
     on_window: Callable[[str], None] | None = None,
+    metadata: tuple[tuple[str, str], ...] | None = None,
 ) -> LoadResult:
-    """``target`` is host:port; ``status_counts`` are keyed by gRPC status name (``OK``, ``UNAVAILABLE``...)."""
+    """``target`` is host:port; ``status_counts`` are keyed by gRPC status name (``OK``, ``UNAVAILABLE``...).
+    ``metadata`` goes with every call (Ray Serve's ``application``, a key's ``authorization``)."""
     import grpc
 
     latencies: list[float] = []
@@ -43,7 +45,7 @@ async def run_grpc_load(
             request = make_request(counter)
             t0 = time.perf_counter()
             try:
-                await call(request, timeout=120)
+                await call(request, timeout=120, metadata=metadata)
                 status = "OK"
             except grpc.RpcError as exc:
                 status = exc.code().name

@@ -13,7 +13,7 @@ import tritonclient.http as triton
 from bench.peer_servers import merge, split
 from bench.peers import grpc_cell, http_cell, inproc_cells, zipf_digits_requests
 from bench.settings import BenchSettings
-from bench.systems import discover_models, feature_skip, start_triton, start_uvicorn
+from bench.systems import discover_models, feature_skip, start_rayserve, start_triton, start_uvicorn
 from loadtests.payloads import digits_images
 from wattgate.errors import NotFound
 
@@ -85,6 +85,30 @@ def test_uvicorn_peer_is_correct_and_measured(digits_repository, tmp_path):
         running.stop()
     assert cell.status_counts == {"200": cell.requests} and cell.requests_per_s > 20
     assert cell.cpu_s > 0 and cell.cpu_s_per_1k > 0 and cell.j_per_1k_modelled > 0 and cell.p50_ms <= cell.p99_ms
+
+
+@pytest.mark.integration
+def test_plain_ray_serve_peer_answers_tritonclient_over_http_and_grpc(digits_repository, tmp_path):
+    """The plain-Serve baseline of the gRPC cells: Serve's own gRPC ingress behind HAProxy, tritonclient's service."""
+    import tritonclient.grpc as tgrpc
+
+    models = discover_models(digits_repository)
+    s = BenchSettings(duration_s=1.0, warmup_s=0.3, results_dir=tmp_path)
+    running = start_rayserve("haproxy")(models, s, tmp_path)
+    try:
+        x = digits_images()[20:23]
+        want = _direct_labels(digits_repository, x)
+        np.testing.assert_array_equal(_client_infer(running.urls["digits"], x, binary=False), want)
+        assert running.grpc_system == "rayserve-grpc" and running.grpc_apps
+        client = tgrpc.InferenceServerClient(running.grpc_target)
+        inp = tgrpc.InferInput("pixels", list(x.shape), "FP32")
+        inp.set_data_from_numpy(x)
+        got = client.infer("digits", [inp], headers={"application": "digits"}).as_numpy("label")
+        np.testing.assert_array_equal(got, want)
+        cell = grpc_cell(running.grpc_system, models[0], running.grpc_target, 4, running.pid, s, app="digits")
+    finally:
+        running.stop()
+    assert cell.status_counts == {"OK": cell.requests} and cell.requests > 0 and cell.cpu_s > 0
 
 
 @pytest.mark.integration

@@ -44,3 +44,14 @@ def test_text_target_divides_wattgate_int8_by_naive_fp32_at_each_concurrency():
         ("minilm:fp32", "rayserve-haproxy", 8, 1500), ("minilm:int8", "rayserve-haproxy", 8, 3000),
         ("minilm:int8", "wattgate", 8, 4500), ("minilm:int8", "wattgate", 32, 5000), ("minilm:fp32", "wattgate", 8, 2000))]
     assert text_target(cells) == {8: pytest.approx(3.0)}  # not against the int8 peer; no naive cell at 32
+
+
+def test_grpc_cells_are_also_compared_with_plain_serves_grpc():
+    cells = [finish(Cell("digits", s, s, 32), n, 10.0, 1.0, 2) for s, n in (
+        ("rayserve-haproxy", 3000), ("rayserve-grpc", 2000), ("triton-grpc", 4000), ("wattgate-grpc", 1000))]
+    add_ratios(cells)
+    assert cells[3].ratios["rps_x_rayserve_grpc"] == pytest.approx(0.5)
+    assert cells[3].ratios["rps_x_triton_grpc"] == pytest.approx(0.25)
+    assert cells[2].ratios["rps_x_rayserve_grpc"] == pytest.approx(2.0)
+    assert "rps_x_rayserve_grpc" not in cells[0].ratios  # HTTP is not compared with gRPC
+    assert "rps xRayGRPC" in bench_table(cells, "test machine")
