@@ -2,6 +2,7 @@
 
     python -m bench.hotpath                  # digits, cache off and cache hits, concurrency 32
     python -m bench.hotpath --profile 25     # and the top functions by own time (cProfile)
+    python -m bench.hotpath --cases grpc     # cache off through the gRPC front end (gateway/grpc_api.py)
 
 For each case it prints CPU microseconds per request (``time.process_time``: best and median of
 ``--rounds``), requests/s, and Python function calls per request counted by cProfile. The call count
@@ -47,12 +48,46 @@ def build(repository: Path, cache: bool, state: Path):
     return parts
 
 
-async def _drive(dataplane, bodies: list[bytes], requests: int, concurrency: int) -> None:
-    headers = {"content-type": "application/json"}
+class _GrpcContext:
+    """What Serve's gRPC context gives ``GrpcApi.call``: metadata, the peer, and where errors go."""
 
+    def invocation_metadata(self):
+        return (("user-agent", "grpc-python/hotpath"),)
+
+    def peer(self) -> str:
+        return "ipv4:127.0.0.1:50000"
+
+    def set_code(self, code) -> None:
+        raise RuntimeError(f"gRPC call failed: {code}")
+
+    set_details = set_trailing_metadata = set_code
+
+
+def _rest_calls(parts, n: int):
+    bodies = _bodies(n)
+    headers = {"content-type": "application/json"}
+    return lambda i: parts.dataplane.infer("digits", None, bodies[i % n], headers)
+
+
+def _grpc_calls(parts, n: int):
+    """``GrpcApi.call`` as Serve's ingress method makes it, with messages decoded up front (Serve's server does that)."""
+    from tritonclient.grpc import service_pb2 as pb
+
+    from gateway.admin import AdminApi
+    from gateway.grpc_api import GrpcApi
+    from loadtests.grpcload import digits_grpc_request
+
+    api = GrpcApi(parts.dataplane, AdminApi(parts.host.registry, parts.host))
+    make = digits_grpc_request()
+    messages = [pb.ModelInferRequest.FromString(make(i)) for i in range(n)]
+    context = _GrpcContext()
+    return lambda i: api.call("ModelInfer", messages[i % n], context)
+
+
+async def _drive(call, distinct: int, requests: int, concurrency: int) -> None:
     async def worker(k: int) -> None:
         for i in range(requests // concurrency):
-            await dataplane.infer("digits", None, bodies[(k * requests // concurrency + i) % len(bodies)], headers)
+            await call((k * requests // concurrency + i) % distinct)
 
     await asyncio.gather(*(worker(k) for k in range(concurrency)))
 
@@ -62,17 +97,18 @@ def measure(case: str, repository: Path, requests: int, concurrency: int, rounds
     with tempfile.TemporaryDirectory(prefix="wattgate-hotpath-") as state:
         parts = build(repository, hits, Path(state))
         try:
-            bodies = _bodies(64 if hits else 1000)  # hits: a small set, all warmed first
-            asyncio.run(_drive(parts.dataplane, bodies, max(requests // 4, len(bodies)), concurrency))  # warm-up
+            distinct = 64 if hits else 1000  # hits: a small set, all warmed first
+            call = (_grpc_calls if case == "grpc" else _rest_calls)(parts, distinct)
+            asyncio.run(_drive(call, distinct, max(requests // 4, distinct), concurrency))  # warm-up
             cpu_us, rps = [], []
             for _ in range(rounds):
                 t0, c0 = time.perf_counter(), time.process_time()
-                asyncio.run(_drive(parts.dataplane, bodies, requests, concurrency))
+                asyncio.run(_drive(call, distinct, requests, concurrency))
                 cpu_us.append((time.process_time() - c0) / requests * 1e6)
                 rps.append(requests / (time.perf_counter() - t0))
             prof = cProfile.Profile()
             prof.enable()
-            asyncio.run(_drive(parts.dataplane, bodies, requests, concurrency))
+            asyncio.run(_drive(call, distinct, requests, concurrency))
             prof.disable()
         finally:
             parts.close()
@@ -94,7 +130,7 @@ def main(argv=None) -> int:
     p.add_argument("--requests", type=int, default=4000)
     p.add_argument("--concurrency", type=int, default=32)
     p.add_argument("--rounds", type=int, default=5)
-    p.add_argument("--cases", default="cache-off,cache-hit")
+    p.add_argument("--cases", default="cache-off,cache-hit,grpc", help="cache-off, cache-hit (REST) and grpc (cache off)")
     p.add_argument("--profile", type=int, default=0, metavar="N", help="print the top N functions by own time")
     p.add_argument("--results-dir", type=Path, default=ROOT / "loadtests" / "results")
     args = p.parse_args(argv)
