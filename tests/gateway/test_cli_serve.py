@@ -3,12 +3,8 @@ and every answered request, HTTP or gRPC, in the ledger."""
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import httpx
 import numpy as np
@@ -17,8 +13,9 @@ import pytest
 import tritonclient.grpc as tg
 import yaml
 
+from tests.gateway.serve_process import maybe_process, wattgate_serve
+
 pytestmark = pytest.mark.integration
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
@@ -31,23 +28,7 @@ def test_serve_answers_then_stops_cleanly(digits_repository, tmp_path, sig):
         "server": {"port": port, "state_dir": str(tmp_path / "var")},
         "models": {"repository": str(digits_repository)},
     }))
-    proc = subprocess.Popen([sys.executable, "-m", "wattgate.cli", "serve", "--config", str(cfg), "--grpc-port", str(grpc_port)], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    family: set[int] = set()
-    try:
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/v2/models/digits/ready", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert proc.poll() is None, proc.stdout.read()
-            time.sleep(0.5)
-        else:
-            pytest.fail("wattgate serve never became ready")
-        family = {p.pid for p in psutil.Process(proc.pid).children(recursive=True)}
-        assert family, "Ray should have started child processes"
+    with wattgate_serve(cfg, port, "--grpc-port", str(grpc_port)) as (proc, family):
         answered = set()
         for i in range(25):
             body = {"id": f"before-stop-{i}", "inputs": [{"name": "pixels", "datatype": "FP32", "shape": [1, 64], "data": [float(i)] * 64}]}
@@ -68,19 +49,5 @@ def test_serve_answers_then_stops_cleanly(digits_repository, tmp_path, sig):
             startup = {a["kind"]: a["energy_j"] for a in ledger.accounts()}
             assert startup.get("startup", 0) > 0  # model load and Serve's start, charged to no request
         time.sleep(2)
-        alive = [p for p in map(_maybe, family) if p is not None and p.status() != psutil.STATUS_ZOMBIE]
+        alive = [p for p in map(maybe_process, family) if p is not None and p.status() != psutil.STATUS_ZOMBIE]
         assert not alive, [(p.pid, p.name()) for p in alive]
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-        for pid in family:  # only what this test started
-            p = _maybe(pid)
-            if p is not None:
-                p.kill()
-
-
-def _maybe(pid: int):
-    try:
-        return psutil.Process(pid)
-    except psutil.NoSuchProcess:
-        return None
