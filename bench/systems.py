@@ -115,19 +115,20 @@ def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
 
 
 def _peer(kind: str, models: list[BenchModel], s: BenchSettings, log_dir: Path, extra_env: dict[str, str] | None = None,
-          extra_args: list[str] | None = None) -> RunningSystem:
+          extra_args: list[str] | None = None, grpc_port: int | None = None) -> RunningSystem:
+    """``grpc_port``: plain Ray Serve also answers gRPC there (its ``rayserve-grpc`` cells)."""
     port = free_port()
     argv = [sys.executable, "-m", "bench.peer_servers", kind, "--port", str(port), "--models",
             json.dumps([m.peer_spec() for m in models]), "--max-batch-size", str(s.max_batch_size),
-            "--batch-wait-timeout-s", str(s.batch_wait_timeout_s), *(extra_args or [])]
+            "--batch-wait-timeout-s", str(s.batch_wait_timeout_s), *(extra_args or []),
+            *(["--grpc-port", str(grpc_port)] if grpc_port else [])]
     name = kind if kind != "rayserve" else f"rayserve-{(extra_args or ['', 'default'])[1]}"
     server = ServerProcess(argv, log_dir / f"{name}.log", env=_env(extra_env), cwd=ROOT)
     base = f"http://127.0.0.1:{port}"
     for m in models:  # Serve brings each model's app up on its own
         server.wait_ready(f"{base}/v2/models/{m.peer_name}", s.server_start_timeout_s)
     system = RunningSystem(name, server, {m.label: f"{base}/v2/models/{m.peer_name}/infer" for m in models})
-    if "--grpc-port" in (extra_args or []):
-        grpc_port = extra_args[extra_args.index("--grpc-port") + 1]
+    if grpc_port:
         system.grpc_system, system.grpc_target, system.grpc_apps = "rayserve-grpc", f"127.0.0.1:{grpc_port}", True
         for m in models:
             if not m.text:
@@ -165,8 +166,9 @@ def start_rayserve(proxy: str) -> Callable[..., RunningSystem]:
     def start(models, s, log_dir) -> RunningSystem:
         from gateway.cli import proxy_env
 
-        grpc = ["--grpc-port", str(free_port())] if proxy == "haproxy" else []  # gRPC ingress needs HAProxy mode
-        return _peer("rayserve", models, s, log_dir, proxy_env(proxy), ["--proxy-mode", proxy, "--replicas", str(s.replicas), *grpc])
+        grpc_port = free_port() if proxy == "haproxy" else None  # the gRPC cells compare HAProxy-mode systems
+        return _peer("rayserve", models, s, log_dir, proxy_env(proxy), ["--proxy-mode", proxy, "--replicas", str(s.replicas)],
+                     grpc_port)
 
     return start
 

@@ -178,7 +178,7 @@ def test_plain_ray_serve_and_the_wattgate_ingress_get_the_same_replicas(monkeypa
     class Started(Exception):
         pass
 
-    def fake_peer(kind, models, s, log_dir, extra_env=None, extra_args=None):
+    def fake_peer(kind, models, s, log_dir, extra_env=None, extra_args=None, grpc_port=None):
         seen[kind] = extra_args
         raise Started
 
