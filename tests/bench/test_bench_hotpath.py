@@ -14,8 +14,7 @@ def test_hotpath_measures_both_cases_and_writes_json(digits_repository, tmp_path
     assert "cache-off" in out and "cache-hit" in out and "grpc" in out and "top functions by own time" in out
     (written,) = tmp_path.glob("hotpath-*.json")
     cells = {c["case"]: c for c in json.loads(written.read_text())["cells"]}
-    assert set(cells) == {"cache-off", "cache-hit", "grpc"}
-    assert "grpc_api.py" in out  # the gRPC case goes through the front end, whose errors would raise here
+    assert set(cells) == {"cache-off", "cache-hit", "grpc"}  # a failed gRPC call raises out of main()
     for c in cells.values():
         assert c["cpu_us_per_request_best"] > 0 and c["python_calls_per_request"] > 50
     # A hit skips the model and, with the body memo, the parse: fewer Python calls than a miss's parse + run.
