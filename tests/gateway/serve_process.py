@@ -46,7 +46,16 @@ def wattgate_serve(config: Path, port: int, *args: str, ready_timeout_s: float =
         for pid in family:  # only what this test started
             p = maybe_process(pid)
             if p is not None:
-                p.kill()
+                with contextlib.suppress(psutil.Error):  # it may exit between the two calls
+                    p.kill()
+
+
+def alive(pid: int) -> bool:
+    """Running and not a zombie waiting to be reaped."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 def maybe_process(pid: int) -> psutil.Process | None:

@@ -8,12 +8,11 @@ import time
 
 import httpx
 import numpy as np
-import psutil
 import pytest
 import tritonclient.grpc as tg
 import yaml
 
-from tests.gateway.serve_process import maybe_process, wattgate_serve
+from tests.gateway.serve_process import alive, wattgate_serve
 
 pytestmark = pytest.mark.integration
 
@@ -49,5 +48,5 @@ def test_serve_answers_then_stops_cleanly(digits_repository, tmp_path, sig):
             startup = {a["kind"]: a["energy_j"] for a in ledger.accounts()}
             assert startup.get("startup", 0) > 0  # model load and Serve's start, charged to no request
         time.sleep(2)
-        alive = [p for p in map(maybe_process, family) if p is not None and p.status() != psutil.STATUS_ZOMBIE]
-        assert not alive, [(p.pid, p.name()) for p in alive]
+        left = [pid for pid in family if alive(pid)]
+        assert not left, left

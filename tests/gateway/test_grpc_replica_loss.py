@@ -21,8 +21,24 @@ CONCURRENCY = 4
 
 
 def _ingress_replicas(pid: int) -> list[psutil.Process]:
-    return [p for p in psutil.Process(pid).children(recursive=True)
-            if "ServeReplica:wattgate:Gateway" in " ".join(p.cmdline())]
+    """The live ingress replicas under ``pid``; a killed one stays a zombie until Ray reaps it, and is skipped."""
+    found = []
+    for p in psutil.Process(pid).children(recursive=True):
+        try:
+            if p.status() != psutil.STATUS_ZOMBIE and "ServeReplica:wattgate:Gateway" in " ".join(p.cmdline()):
+                found.append(p)
+        except psutil.Error:  # gone, or a zombie, between listing and reading
+            continue
+    return found
+
+
+def _restarted_replica(pid: int, killed: int, timeout_s: float = 60) -> list[psutil.Process]:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        replicas = [p for p in _ingress_replicas(pid) if p.pid != killed]
+        if replicas or time.monotonic() > deadline:
+            return replicas
+        time.sleep(0.5)
 
 
 def test_grpc_calls_survive_the_loss_of_the_only_ingress_replica(digits_repository, tmp_path):
@@ -38,7 +54,10 @@ def test_grpc_calls_survive_the_loss_of_the_only_ingress_replica(digits_reposito
     statuses: dict[str, list[float]] = {}
     details: dict[str, str] = {}
 
+    killed_pid = 0
+
     async def drive(pid: int) -> float:
+        nonlocal killed_pid
         killed_at = float("inf")
         deadline = time.monotonic() + 120
 
@@ -66,6 +85,7 @@ def test_grpc_calls_survive_the_loss_of_the_only_ingress_replica(digits_reposito
                 while len(statuses.get("OK", [])) < 200:  # under load first
                     await asyncio.sleep(0.05)
                 (replica,) = _ingress_replicas(pid)
+                killed_pid = replica.pid
                 os.kill(replica.pid, signal.SIGKILL)
                 killed_at = time.monotonic()
 
@@ -74,7 +94,7 @@ def test_grpc_calls_survive_the_loss_of_the_only_ingress_replica(digits_reposito
 
     with wattgate_serve(cfg, port) as (proc, _):
         killed_at = asyncio.run(drive(proc.pid))
-        assert _ingress_replicas(proc.pid), "Serve should have restarted the replica"
+        assert _restarted_replica(proc.pid, killed_pid), "Serve should have restarted the replica"
     assert set(statuses) <= {"OK", "UNAVAILABLE"}, details  # never UNKNOWN, INTERNAL...
     assert len(statuses.get("UNAVAILABLE", [])) <= 2 * CONCURRENCY, details  # the calls in flight at the kill
     assert sum(t > killed_at for t in statuses["OK"]) > 0  # answered again after the kill
