@@ -42,6 +42,10 @@ def wattgate_serve(config: Path, port: int, *args: str, ready_timeout_s: float =
         yield proc, family
     finally:
         if proc.poll() is None:
+            # What it runs now too: Serve starts a new HAProxy (reparented away from this group) when an
+            # ingress replica restarts, and a SIGKILL to the group would leave it holding the ports.
+            with contextlib.suppress(psutil.Error):
+                family |= {p.pid for p in psutil.Process(proc.pid).children(recursive=True)}
             os.killpg(proc.pid, signal.SIGKILL)
         for pid in family:  # only what this test started
             p = maybe_process(pid)
